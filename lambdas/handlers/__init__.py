@@ -1,0 +1,1 @@
+"""Lambda entry points: thin handlers, one per function."""
