@@ -47,8 +47,9 @@ validate: $(STAMP) ## sam validate --lint and cfn-lint, offline
 	$(BIN)/sam validate --lint --template template.yaml --region $(REGION)
 	$(BIN)/cfn-lint template.yaml
 
+# .venv/bin first on PATH: lambdas/Makefile installs the layer with `python3 -m pip` of the environment sam runs in.
 build: $(STAMP) ## sam build (BuildMethod: makefile, no local Lambda Python needed)
-	$(BIN)/sam build --template template.yaml --build-dir .aws-sam/build
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/sam build --template template.yaml --build-dir .aws-sam/build
 
 bench: $(STAMP) ## Benchmarks: ingest throughput against the decode ceiling, memory per 1 MB batch
 	$(BIN)/rumguard bench
