@@ -12,6 +12,7 @@ cart, checkout, place order and sign out happen signed in (the signed-in monitor
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -90,13 +91,14 @@ class _Session:
 class TrafficSimulator:
     """Generates sessions of realistic RUM events into a guest and a signed-in monitor."""
 
-    def __init__(self, guest: Monitor, signed_in: Monitor, *, seed: int = 7, start_ms: int = 1_767_225_600_000):
+    def __init__(self, guest: Monitor, signed_in: Monitor, *, seed: int = 7, start_ms: int | None = None):
         if guest.audience is not Audience.GUEST or signed_in.audience is not Audience.SIGNED_IN:
             raise ValueError("the simulator needs one guest and one signed-in monitor")
         self.guest = guest
         self.signed_in = signed_in
         self.rng = random.Random(seed)
-        self.start_ms = start_ms
+        # By default an hour ago, on the minute: CloudWatch Logs refuses events older than 14 days.
+        self.start_ms = start_ms if start_ms is not None else (int(time.time()) // 60 - 60) * 60_000
         self.tally = Tally()
         self.app_ids = {guest.name: _uuid(self.rng), signed_in.name: _uuid(self.rng)}
 
@@ -356,7 +358,7 @@ class TrafficSimulator:
             "event_type": event_type,
             "event_id": _uuid(rng),
             "event_version": "1.0.0",
-            "log_stream": "2026-01-01T00",
+            "log_stream": time.strftime("%Y-%m-%dT%H", time.gmtime(s.clock_ms / 1000)),
             "application_id": self.app_ids[s.monitor.name],
             "application_version": "1.0.0",
             "metadata": metadata,

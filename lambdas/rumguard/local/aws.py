@@ -1,0 +1,291 @@
+"""The embedded AWS: moto with RUM Guard's resources, for the demo, ``chalice local`` and the tests.
+
+``EmbeddedAws`` starts moto, creates the RUM Guard table from template.yaml's own definition, and plays
+the part of CloudWatch RUM and CloudWatch Logs around the ingest function: it creates each app monitor's
+log group under the name RUM gives it, writes RUM events into it with ``PutLogEvents`` (within that API's
+limits, one log stream per hour as RUM does), and reads them back with ``FilterLogEvents`` into the
+subscription deliveries CloudWatch Logs would make, log event ids and all.
+
+Later pieces (IAM, the Cognito identity pool, EventBridge, SNS and SQS) are added here as well, so that
+every consumer gets one consistent local account.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Self
+
+import boto3
+from moto import mock_aws
+
+from rumguard.local.context import ACCOUNT_ID
+from rumguard.local.subscription import (
+    EVENT_OVERHEAD_BYTES,
+    MAX_BATCH_BYTES,
+    LogEvent,
+    batches,
+    subscription_event,
+)
+from rumguard.local.template import table_definition, ttl_attribute
+from rumguard.local.traffic import LogRecord
+from rumguard.monitors import Audience, Monitor
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_logs import CloudWatchLogsClient
+
+#: The two app monitors of the Retail Demo Store walkthrough.
+GUEST_MONITOR: Final = "RetailDemoStore_Unauthenticated"
+SIGNED_IN_MONITOR: Final = "RetailDemoStore_Authenticated"
+DEFAULT_REGION: Final = "us-east-1"
+#: The subscription filter name the deliveries carry (template.yaml's CloudWatchLogs events make one each).
+FILTER_NAME: Final = "rumguard-ingest"
+
+#: PutLogEvents: at most 10,000 events and 1,048,576 bytes (messages plus 26 bytes each) per call, and the
+#: events of one call within 24 hours of each other, in chronological order.
+PUT_MAX_EVENTS: Final = 10_000
+PUT_MAX_BYTES: Final = 1_048_576
+PUT_MAX_SPAN_MS: Final = 24 * 60 * 60 * 1000
+#: The largest single log event.
+MAX_EVENT_BYTES: Final = PUT_MAX_BYTES - EVENT_OVERHEAD_BYTES
+
+_FAKE_ENV: Final = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+class LogsWriteError(RuntimeError):
+    """CloudWatch Logs refused some log events: a simulation must never lose events silently."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppMonitor:
+    """An app monitor as RUM holds it: name, audience, id, and the log group its data goes to."""
+
+    monitor: Monitor
+    id: str
+
+    @property
+    def name(self) -> str:
+        """The app monitor's name."""
+        return self.monitor.name
+
+    @property
+    def log_group(self) -> str:
+        """``/aws/vendedlogs/RUMService_<name><first 8 characters of the id>``."""
+        return self.monitor.log_group_name(self.id)
+
+
+def app_monitor_id(name: str) -> str:
+    """A stable app monitor id (a UUID, as RUM makes them) for a monitor name."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"rumguard:app-monitor:{name}"))
+
+
+def log_stream_name(timestamp_ms: int) -> str:
+    """RUM writes one log stream per hour, named after it: ``2026-01-01T00``."""
+    return datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H")
+
+
+class EmbeddedAws:
+    """moto, started, with RUM Guard's table and the app monitors' log groups. Use as a context manager."""
+
+    def __init__(
+        self,
+        *,
+        guest_monitors: Sequence[str] = (GUEST_MONITOR,),
+        signed_in_monitors: Sequence[str] = (SIGNED_IN_MONITOR,),
+        table_name: str = "rumguard-local",
+        region: str | None = None,
+        identity_attribute: str = "cognitoIdentityId",
+        template: dict[str, Any] | None = None,
+    ) -> None:
+        self.region = region or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+        self.table_name = table_name
+        self.identity_attribute = identity_attribute
+        self.template = template
+        self.account_id = ACCOUNT_ID
+        self.app_monitors: dict[str, AppMonitor] = {}
+        for audience, names in ((Audience.GUEST, guest_monitors), (Audience.SIGNED_IN, signed_in_monitors)):
+            for name in names:
+                self.app_monitors[name] = AppMonitor(Monitor(name, audience), app_monitor_id(name))
+        self._mock: Any = None
+        self._saved_env: dict[str, str | None] = {}
+        self._streams: set[tuple[str, str]] = set()
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start moto and create the resources. Region and fake credentials are set if the shell has none."""
+        defaults = {"AWS_DEFAULT_REGION": self.region, **_FAKE_ENV}
+        self._saved_env = {name: os.environ.get(name) for name in defaults}
+        for name, value in defaults.items():
+            os.environ.setdefault(name, value)
+        self._mock = mock_aws()
+        self._mock.start()
+        try:
+            self.session = _session(self.region)
+            self.logs: CloudWatchLogsClient = self.session.client("logs")
+            self.dynamodb: DynamoDBClient = self.session.client("dynamodb")
+            self._create_table()
+            for app_monitor in self.app_monitors.values():
+                self.create_log_group(app_monitor.log_group)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop moto (its state is gone) and restore the environment."""
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env = {}
+        self._streams.clear()
+
+    def _create_table(self) -> None:
+        self.dynamodb.create_table(**table_definition(self.table_name, self.template))
+        self.dynamodb.get_waiter("table_exists").wait(TableName=self.table_name)
+        self.dynamodb.update_time_to_live(
+            TableName=self.table_name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute(self.template)},
+        )
+
+    # --- configuration --------------------------------------------------------------------------------
+    def monitor(self, name: str) -> AppMonitor:
+        """One configured app monitor by name."""
+        return self.app_monitors[name]
+
+    def monitors(self, audience: Audience | None = None) -> list[AppMonitor]:
+        """The configured app monitors (guests first), optionally of one audience."""
+        return [m for m in self.app_monitors.values() if audience is None or m.monitor.audience is audience]
+
+    def ingest_environment(self) -> dict[str, str]:
+        """The ingest function's environment (its settings, plus the region Lambda sets)."""
+        return {
+            "RUMGUARD_TABLE": self.table_name,
+            "GUEST_MONITORS": ",".join(m.name for m in self.monitors(Audience.GUEST)),
+            "SIGNED_IN_MONITORS": ",".join(m.name for m in self.monitors(Audience.SIGNED_IN)),
+            "IDENTITY_ATTRIBUTE": self.identity_attribute,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "POWERTOOLS_TRACE_DISABLED": "1",
+        }
+
+    # --- CloudWatch Logs: writing ---------------------------------------------------------------------
+    def create_log_group(self, log_group: str) -> None:
+        """Create a log group (RUM does this when data storage is turned on)."""
+        self.logs.create_log_group(logGroupName=log_group)
+
+    def _ensure_stream(self, log_group: str, stream: str) -> None:
+        if (log_group, stream) in self._streams:
+            return
+        with contextlib.suppress(self.logs.exceptions.ResourceAlreadyExistsException):
+            self.logs.create_log_stream(logGroupName=log_group, logStreamName=stream)
+        self._streams.add((log_group, stream))
+
+    def put_records(self, records: Iterable[LogRecord]) -> int:
+        """Write simulated RUM events to their monitors' log groups, one stream per hour; returns the count."""
+        by_stream: dict[tuple[str, str], list[tuple[int, str]]] = defaultdict(list)
+        for record in records:
+            log_group = self.monitor(record.monitor.name).log_group
+            by_stream[(log_group, log_stream_name(record.timestamp_ms))].append((record.timestamp_ms, record.message))
+        return sum(self.put_log_events(group, stream, events) for (group, stream), events in by_stream.items())
+
+    def put_messages(self, log_group: str, messages: Iterable[tuple[int, str]]) -> int:
+        """Write raw ``(timestamp_ms, message)`` log events to a log group, one stream per hour."""
+        by_stream: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        for timestamp, message in messages:
+            by_stream[log_stream_name(timestamp)].append((timestamp, message))
+        return sum(self.put_log_events(log_group, stream, events) for stream, events in by_stream.items())
+
+    def put_log_events(self, log_group: str, stream: str, events: Iterable[tuple[int, str]]) -> int:
+        """``PutLogEvents`` in as many calls as its limits need; raises if any event is refused."""
+        self._ensure_stream(log_group, stream)
+        ordered = sorted(events, key=lambda event: event[0])  # chronological within a call; sort is stable
+        written = 0
+        for chunk in _put_chunks(ordered):
+            response = self.logs.put_log_events(
+                logGroupName=log_group,
+                logStreamName=stream,
+                logEvents=[{"timestamp": timestamp, "message": message} for timestamp, message in chunk],
+            )
+            refused = response.get("rejectedLogEventsInfo")
+            if refused:
+                raise LogsWriteError(
+                    f"CloudWatch Logs refused log events of {log_group}/{stream}: {refused} (it takes events "
+                    "from the last 14 days up to 2 hours ahead; simulate traffic with a recent start time)"
+                )
+            written += len(chunk)
+        return written
+
+    # --- CloudWatch Logs: reading, and delivering to a subscription ----------------------------------
+    def log_streams(self, log_group: str) -> list[str]:
+        """The log group's stream names, in name order (for RUM's hourly streams, time order)."""
+        names: list[str] = []
+        for page in self.logs.get_paginator("describe_log_streams").paginate(logGroupName=log_group):
+            names.extend(stream["logStreamName"] for stream in page.get("logStreams", []))
+        return sorted(names)
+
+    def log_events(self, log_group: str, stream: str) -> Iterator[LogEvent]:
+        """Every log event of one stream as CloudWatch Logs stored it (its id included), page by page."""
+        paginator = self.logs.get_paginator("filter_log_events")
+        for page in paginator.paginate(logGroupName=log_group, logStreamNames=[stream]):
+            for event in page.get("events", []):
+                yield LogEvent(id=event["eventId"], timestamp=event["timestamp"], message=event["message"])
+
+    def deliveries(self, log_group: str, *, max_bytes: int = MAX_BATCH_BYTES) -> Iterator[dict[str, Any]]:
+        """The Lambda events a subscription filter on ``log_group`` receives: one stream per delivery, each
+        delivery within CloudWatch Logs' size limits (``max_bytes`` makes them smaller, as when events
+        trickle in)."""
+        for stream in self.log_streams(log_group):
+            for batch in batches(self.log_events(log_group, stream), max_bytes):
+                yield subscription_event(
+                    log_group, batch, log_stream=stream, owner=self.account_id, filter_name=FILTER_NAME
+                )
+
+    def all_deliveries(self, *, max_bytes: int = MAX_BATCH_BYTES) -> Iterator[tuple[AppMonitor, dict[str, Any]]]:
+        """Deliveries of every configured monitor's log group, monitor by monitor."""
+        for app_monitor in self.app_monitors.values():
+            for event in self.deliveries(app_monitor.log_group, max_bytes=max_bytes):
+                yield app_monitor, event
+
+
+@cache
+def _session(region: str) -> boto3.session.Session:
+    """One boto3 session per region for the whole process: loading the service models is most of the cost
+    of a client, and a session keeps them. Clients made from it work across moto starts."""
+    return boto3.session.Session(region_name=region)
+
+
+def _put_chunks(events: Sequence[tuple[int, str]]) -> Iterator[Sequence[tuple[int, str]]]:
+    """Split time-ordered events into PutLogEvents calls: count, size and 24-hour span limits."""
+    start, size = 0, 0
+    for index, (timestamp, message) in enumerate(events):
+        cost = len(message.encode()) + EVENT_OVERHEAD_BYTES
+        if cost > PUT_MAX_BYTES:
+            raise LogsWriteError(f"a log event of {cost - EVENT_OVERHEAD_BYTES} bytes exceeds {MAX_EVENT_BYTES}")
+        full = index - start >= PUT_MAX_EVENTS or size + cost > PUT_MAX_BYTES
+        if index > start and (full or timestamp - events[start][0] > PUT_MAX_SPAN_MS):
+            yield events[start:index]
+            start, size = index, 0
+        size += cost
+    if start < len(events):
+        yield events[start:]
