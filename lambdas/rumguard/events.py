@@ -28,7 +28,10 @@ from msgspec import UNSET, Meta, Struct, UnsetType
 METADATA_KEY_MAX: Final = 128
 METADATA_VALUE_MAX: Final = 256
 #: Event types: 1 to 256 letters, digits, ``_``, ``-`` and ``.`` (the RUM custom events documentation).
-EVENT_TYPE_PATTERN: Final = r"^[A-Za-z0-9_.\-]{1,256}$"
+#: msgspec matches patterns with ``re.search``, where ``$`` also matches before a trailing newline: anchor
+#: with ``\A`` and ``\Z``. The length is its own limit so that an overlong type counts as too long.
+EVENT_TYPE_MAX: Final = 256
+EVENT_TYPE_PATTERN: Final = r"\A[A-Za-z0-9_.\-]+\Z"
 #: An event more than this far from the time RUM received it is junk (see DESIGN.md, detection defaults).
 MAX_CLOCK_SKEW_MS: Final = 24 * 60 * 60 * 1000
 
@@ -82,7 +85,7 @@ def _require_integers(owner: object, *names: str) -> None:
             raise ValueError(f"`{name}` must be an integer")
 
 
-class _Closed(Struct, forbid_unknown_fields=True, frozen=True):
+class _Closed(Struct, forbid_unknown_fields=True):
     """A JSON object with ``"additionalProperties": false``."""
 
 
@@ -430,7 +433,7 @@ class TtiDetails(_Vital):
     """time-to-interactive-event.json"""
 
 
-class RRWebRecord(Struct, frozen=True):
+class RRWebRecord(Struct):
     """rrweb-event.json: one recording event (the schema leaves its other properties open)."""
 
     type: float
@@ -448,6 +451,10 @@ class RRWebDetails(_Closed):
 
 # --- metadata and the envelope ----------------------------------------------------------------------------
 MetaKey = Annotated[str, Meta(min_length=1, max_length=METADATA_KEY_MAX)]
+# meta-data.json limits keys to 128 characters only through the pattern of scalar values: a key containing
+# "pageTags" matches just the unbounded "pageTags" pattern, so it may be longer. The fast decoders keep the
+# 128 limit (checked in C while decoding); the rare longer key is handled in ``_decode_rare``.
+_LONG_KEY: Final = f"Expected `str` of length <= {METADATA_KEY_MAX} - at `key` in `$.metadata`"
 MetaValue = Annotated[str, Meta(max_length=METADATA_VALUE_MAX)] | bool | float | list[str]
 #: Known metadata keys whose values must be strings (meta-data.json ``properties``).
 _STRING_KEYS: Final = frozenset(
@@ -463,14 +470,14 @@ _TAGS_KEY: Final = re.compile("pageTags")
 _ONLY_STR: Final = {str}
 
 
-class UserDetails(Struct, frozen=True):
+class UserDetails(Struct):
     """The client-generated user and session ids (all zeros when cookies are off)."""
 
     sessionId: str | None = None
     userId: str | None = None
 
 
-class _Envelope(Struct, frozen=True, tag_field="event_type"):
+class _Envelope(Struct, tag_field="event_type"):
     """What RUM writes to CloudWatch Logs around each event (see the schemas' README)."""
 
     event_timestamp: float
@@ -480,16 +487,23 @@ class _Envelope(Struct, frozen=True, tag_field="event_type"):
     user_details: UserDetails | None = None
 
 
-def _event(tag: str, details: type[Struct]) -> type[_Envelope]:
+class _LongKeyEnvelope(_Envelope):
+    """The envelope without the key length limit, for the rare event with a long ``pageTags`` key."""
+
+    metadata: dict[str, MetaValue]
+
+
+def _event(tag: str, details: type[Struct], base: type[_Envelope] = _Envelope) -> type[_Envelope]:
     """The envelope of one event type: its tag value and its ``event_details`` type."""
-    return msgspec.defstruct(
-        f"{details.__name__.removesuffix('Details')}Event",
+    prefix = "LongKey" if base is _LongKeyEnvelope else ""
+    envelope: type[_Envelope] = msgspec.defstruct(  # type: ignore[assignment]  # defstruct returns type[Struct]
+        f"{prefix}{details.__name__.removesuffix('Details')}Event",
         [("event_details", details)],
-        bases=(_Envelope,),
+        bases=(base,),
         tag=tag,
-        frozen=True,
         kw_only=True,
     )
+    return envelope
 
 
 _R = "com.amazon.rum."
@@ -523,19 +537,28 @@ _ENVELOPES: Final[dict[type[_Envelope], tuple[EventKind, str]]] = {
 }
 # One tagged union over every known type: msgspec picks the branch from ``event_type`` in C.
 _KNOWN_DECODER: Final = msgspec.json.Decoder(Union[tuple(_ENVELOPES)])  # noqa: UP007
+_LONG_KEY_ENVELOPES: Final[dict[type[_Envelope], tuple[EventKind, str]]] = {
+    _event(tag, details, _LongKeyEnvelope): (kind, tag) for tag, (kind, details) in SCHEMAS.items()
+}
+_LONG_KEY_DECODER: Final = msgspec.json.Decoder(Union[tuple(_LONG_KEY_ENVELOPES)])  # noqa: UP007
 
 
-class OtherEnvelope(Struct, frozen=True):
+class OtherEnvelope(Struct):
     """A well-formed event of a type RUM Guard has no schema for (custom events, newer clients)."""
 
     event_timestamp: float
-    event_type: Annotated[str, Meta(pattern=EVENT_TYPE_PATTERN)]
+    event_type: Annotated[str, Meta(min_length=1, max_length=EVENT_TYPE_MAX, pattern=EVENT_TYPE_PATTERN)]
     metadata: dict[MetaKey, MetaValue]
     event_details: dict[str, Any]
     user_details: UserDetails | None = None
 
 
+class _LongKeyOtherEnvelope(OtherEnvelope):
+    metadata: dict[str, MetaValue]
+
+
 _OTHER_DECODER: Final = msgspec.json.Decoder(OtherEnvelope)
+_LONG_KEY_OTHER_DECODER: Final = msgspec.json.Decoder(_LongKeyOtherEnvelope)
 
 
 class RumEvent(Struct, frozen=True, gc=False):
@@ -577,11 +600,21 @@ _NOT_RUM: Final = (
 )
 
 
-def _classify(error: msgspec.DecodeError) -> Rejection:
+#: Checks JSON syntax only, without building objects (about 1 us per KB).
+_SYNTAX: Final = msgspec.json.Decoder(msgspec.Raw)
+
+
+def _classify(error: msgspec.DecodeError, message: str | bytes) -> Rejection:
     """One reason for one decode failure; msgspec's message already says what and where."""
     text = str(error)
     if not isinstance(error, msgspec.ValidationError):
         return Rejection(RejectReason.NOT_JSON, text)
+    # msgspec validates while it parses, so a type error can come before a syntax error further on (a
+    # truncated event, trailing garbage): only a message that is JSON all through is judged on its content.
+    try:
+        _SYNTAX.decode(message)
+    except msgspec.DecodeError as syntax_error:
+        return Rejection(RejectReason.NOT_JSON, str(syntax_error))
     top_level = " - at `" not in text
     if top_level and text.startswith(_NOT_RUM):
         return Rejection(RejectReason.NOT_RUM, text)
@@ -596,8 +629,9 @@ def _metadata_error(metadata: dict[str, Any]) -> str | None:
         return "Expected `metadata.version` to be '1.0.0'"
     if type(metadata.get("domain")) is not str:
         return "Expected `metadata.domain` to be a string"
-    # Fast path, in C: all values are strings (the usual case), so their keys need no more checks.
-    if set(map(type, metadata.values())) == _ONLY_STR:
+    # Fast path, in C: all values are strings (the usual case) and no key asks for an array (a key
+    # containing "pageTags" must hold one), so nothing is left to check.
+    if set(map(type, metadata.values())) == _ONLY_STR and "pageTags" not in "\0".join(metadata):
         return None
     for key, value in metadata.items():
         is_list = type(value) is list
@@ -606,6 +640,37 @@ def _metadata_error(metadata: dict[str, Any]) -> str | None:
         if key in _STRING_KEYS and type(value) is not str:
             return f"Expected `metadata.{key}` to be a string"
     return None
+
+
+def _decode_rare(message: str | bytes, error: msgspec.DecodeError) -> tuple[Any, EventKind, str] | Rejection:
+    """The slow paths, tried only after the fast decoder failed.
+
+    An event type without a schema is decoded as ``other``. A metadata key over 128 characters is
+    accepted only where meta-data.json allows it: the key contains ``pageTags`` and holds an array.
+    msgspec stops at the first error, so each retry may still fail on something further on.
+    """
+    text = str(error)
+    unknown_type = text.endswith(_UNKNOWN_TAG)
+    if unknown_type:
+        try:
+            other = _OTHER_DECODER.decode(message)
+        except msgspec.DecodeError as other_error:
+            error, text = other_error, str(other_error)
+        else:
+            return other, EventKind.OTHER, other.event_type
+    if text != _LONG_KEY:
+        return _classify(error, message)
+    try:
+        event: Any = (_LONG_KEY_OTHER_DECODER if unknown_type else _LONG_KEY_DECODER).decode(message)
+    except msgspec.DecodeError as long_key_error:
+        return _classify(long_key_error, message)
+    for key, value in event.metadata.items():
+        if len(key) > METADATA_KEY_MAX and (type(value) is not list or "pageTags" not in key):
+            return _classify(error, message)
+    if unknown_type:
+        return event, EventKind.OTHER, event.event_type
+    kind, event_type = _LONG_KEY_ENVELOPES[type(event)]
+    return event, kind, event_type
 
 
 def parse_event(message: str | bytes, received_ms: float) -> RumEvent | Rejection:
@@ -620,15 +685,12 @@ def parse_event(message: str | bytes, received_ms: float) -> RumEvent | Rejectio
         event = _KNOWN_DECODER.decode(message)
         kind, event_type = _ENVELOPES[type(event)]
     except msgspec.ValidationError as error:
-        if not str(error).endswith(_UNKNOWN_TAG):
-            return _classify(error)
-        try:
-            event = _OTHER_DECODER.decode(message)
-        except msgspec.DecodeError as other_error:
-            return _classify(other_error)
-        kind, event_type = EventKind.OTHER, event.event_type
+        decoded = _decode_rare(message, error)
+        if isinstance(decoded, Rejection):
+            return decoded
+        event, kind, event_type = decoded
     except msgspec.DecodeError as error:
-        return _classify(error)
+        return _classify(error, message)
     metadata = event.metadata
     problem = _metadata_error(metadata)
     if problem is not None:
