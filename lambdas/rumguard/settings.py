@@ -8,10 +8,14 @@ that names it, instead of a silent fallback that writes somewhere unexpected.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rumguard.decisions import Escalation, Mode
+from rumguard.detection import Counter, Detection, Rule, Threshold
+from rumguard.guard import GuardConfig
 from rumguard.monitors import MonitorConfigError, MonitorDirectory
 
 
@@ -21,7 +25,7 @@ class SettingsError(RuntimeError):
 
 class _Settings(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=False, extra="ignore", str_strip_whitespace=True)
-    entry_point: ClassVar[str]
+    entry_point: ClassVar[str] = "rumguard"
 
     @classmethod
     def env_names(cls) -> frozenset[str]:
@@ -55,14 +59,10 @@ class MonitorSettings(_Settings):
             raise SettingsError(f"{self.entry_point} settings are invalid: {error}") from None
 
 
-class IngestSettings(MonitorSettings):
-    """``lambdas/handlers/ingest.py``: the CloudWatch Logs subscription consumer."""
+class TableSettings(_Settings):
+    """The single RUM Guard table."""
 
-    entry_point: ClassVar[str] = "ingest"
     table_name: str = Field(alias="RUMGUARD_TABLE", min_length=3, max_length=255)
-    identity_attribute: str = Field(
-        alias="IDENTITY_ATTRIBUTE", default="cognitoIdentityId", min_length=1, max_length=128
-    )
 
     @field_validator("table_name")
     @classmethod
@@ -70,3 +70,88 @@ class IngestSettings(MonitorSettings):
         if not value.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ValueError("must be a DynamoDB table name (letters, digits, '_', '-', '.')")
         return value
+
+
+class EnforcementSettings(TableSettings):
+    """What every function that changes (or, in dry-run, would change) IAM and Cognito needs."""
+
+    identity_pool_id: str = Field(alias="IDENTITY_POOL_ID", pattern=r"^[\w-]+:[0-9a-f-]+$", max_length=55)
+    guest_role_name: str = Field(alias="GUEST_ROLE_NAME", pattern=r"^[\w+=,.@-]{1,64}$")
+    event_bus_name: str = Field(alias="EVENT_BUS_NAME", pattern=r"^[/\.\-_A-Za-z0-9]{1,256}$")
+    mode: Mode = Field(alias="RUMGUARD_MODE")
+
+
+class DecisionSettings(EnforcementSettings):
+    """How long blocks last, the grace period and the safety valve (DESIGN.md's defaults)."""
+
+    block_base_seconds: int = Field(alias="BLOCK_BASE_SECONDS", default=3600, ge=60)
+    block_max_seconds: int = Field(alias="BLOCK_MAX_SECONDS", default=7 * 24 * 3600, ge=60)
+    block_jitter: float = Field(alias="BLOCK_JITTER", default=0.1, ge=0, lt=1)
+    grace_seconds: int = Field(alias="GRACE_SECONDS", default=3600, ge=0)
+    manual_block_seconds: int = Field(alias="MANUAL_BLOCK_SECONDS", default=3600, ge=60)
+    safety_valve_limit: int = Field(alias="SAFETY_VALVE_LIMIT", default=50, ge=1)
+    lockdown_on_storm: bool = Field(alias="LOCKDOWN_ON_STORM", default=False)
+
+    def guard_config(self, detection: Detection | None = None) -> GuardConfig:
+        """The decision service's configuration."""
+        try:
+            escalation = Escalation(
+                base=timedelta(seconds=self.block_base_seconds),
+                cap=timedelta(seconds=self.block_max_seconds),
+                jitter=self.block_jitter,
+            )
+        except ValueError as error:
+            raise SettingsError(f"{self.entry_point} settings are invalid: BLOCK_*: {error}") from None
+        return GuardConfig(
+            mode=self.mode,
+            detection=detection or Detection(),
+            escalation=escalation,
+            grace=timedelta(seconds=self.grace_seconds),
+            manual_duration=timedelta(seconds=self.manual_block_seconds),
+            valve_limit=self.safety_valve_limit,
+            lockdown_on_storm=self.lockdown_on_storm,
+        )
+
+
+class DetectionSettings(_Settings):
+    """The automatic rules' thresholds: more than LIMIT in WINDOW minutes (DESIGN.md's defaults)."""
+
+    event_flood_limit: int = Field(alias="EVENT_FLOOD_LIMIT", default=1000, ge=0)
+    event_flood_window: int = Field(alias="EVENT_FLOOD_WINDOW_MINUTES", default=5, ge=1, le=60)
+    session_churn_limit: int = Field(alias="SESSION_CHURN_LIMIT", default=5, ge=0)
+    session_churn_window: int = Field(alias="SESSION_CHURN_WINDOW_MINUTES", default=10, ge=1, le=60)
+    page_velocity_limit: int = Field(alias="PAGE_VELOCITY_LIMIT", default=60, ge=0)
+    page_velocity_window: int = Field(alias="PAGE_VELOCITY_WINDOW_MINUTES", default=1, ge=1, le=60)
+    error_spam_limit: int = Field(alias="ERROR_SPAM_LIMIT", default=100, ge=0)
+    error_spam_window: int = Field(alias="ERROR_SPAM_WINDOW_MINUTES", default=5, ge=1, le=60)
+    junk_limit: int = Field(alias="JUNK_LIMIT", default=20, ge=0)
+    junk_window: int = Field(alias="JUNK_WINDOW_MINUTES", default=5, ge=1, le=60)
+
+    def detection(self) -> Detection:
+        """The thresholds in force."""
+        return Detection(
+            {
+                Rule.EVENT_FLOOD: Threshold(Counter.EVENTS, self.event_flood_limit, self.event_flood_window),
+                Rule.SESSION_CHURN: Threshold(
+                    Counter.SESSION_STARTS, self.session_churn_limit, self.session_churn_window
+                ),
+                Rule.PAGE_VELOCITY: Threshold(Counter.PAGE_VIEWS, self.page_velocity_limit, self.page_velocity_window),
+                Rule.ERROR_SPAM: Threshold(Counter.JS_ERRORS, self.error_spam_limit, self.error_spam_window),
+                Rule.JUNK: Threshold(Counter.JUNK, self.junk_limit, self.junk_window),
+            }
+        )
+
+
+class IngestSettings(MonitorSettings, TableSettings):
+    """``lambdas/handlers/ingest.py``: the CloudWatch Logs subscription consumer, and the automatic rules."""
+
+    entry_point: ClassVar[str] = "ingest"
+    identity_attribute: str = Field(
+        alias="IDENTITY_ATTRIBUTE", default="cognitoIdentityId", min_length=1, max_length=128
+    )
+
+
+class SweeperSettings(MonitorSettings, EnforcementSettings):
+    """``lambdas/handlers/sweeper.py``: expiry of blocks and reconciliation of the deny policy."""
+
+    entry_point: ClassVar[str] = "sweeper"
