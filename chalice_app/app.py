@@ -1,6 +1,6 @@
 """The operator API (AWS Chalice). Routes only; the logic lives in the rumguard core."""
 
-from chalice import Chalice
+from chalice.app import Chalice
 
 app = Chalice(app_name="rumguard")
 

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("rumguard.local.demo", "run RUM Guard on the embedded AWS with simulated shop traffic"),
     "bench": ("rumguard.bench", "measure ingest throughput against the decode ceiling, and memory per batch"),
+    "replay": ("rumguard.replay", "dry-run the rules over a RUM log export: who would have been blocked, and why"),
 }
 
 
