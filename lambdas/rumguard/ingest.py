@@ -142,8 +142,11 @@ def ingest_batch(
 
     by_kind, timings, identities = report.by_kind, report.timings, report.identities
     for log_event in events:
+        if type(log_event) is not dict:
+            report.reject(RejectReason.NOT_RUM, "log event is not a JSON object", {"message": log_event})
+            continue
         message, received_ms = log_event.get("message"), log_event.get("timestamp")
-        if not isinstance(message, str) or not isinstance(received_ms, int | float):
+        if type(message) is not str or type(received_ms) not in (int, float):
             report.reject(RejectReason.NOT_RUM, "log event lacks a string message or a numeric timestamp", log_event)
             continue
         result = parse_event(message, received_ms)

@@ -89,7 +89,8 @@ class IngestApp:
     def from_environ(cls, environ: Mapping[str, str], metrics: Metrics, logger: Logger) -> IngestApp:
         """The deployed wiring: settings from the environment, idempotency records in the table."""
         settings = IngestSettings.from_environ(environ)
-        return cls(settings, dynamodb_idempotency_store(settings.table_name), metrics, logger)
+        guard = aws_guard(settings, settings.guard_config(settings.detection()))
+        return cls(settings, dynamodb_idempotency_store(settings.table_name), metrics, logger, guard)
 
     def handle(self, event: CloudWatchLogsEvent, context: LambdaContext | None) -> dict[str, Any]:
         """Process one subscription delivery; returns a summary of what was counted."""

@@ -142,7 +142,7 @@ class DetectionSettings(_Settings):
         )
 
 
-class IngestSettings(MonitorSettings, TableSettings):
+class IngestSettings(MonitorSettings, DetectionSettings, DecisionSettings):
     """``lambdas/handlers/ingest.py``: the CloudWatch Logs subscription consumer, and the automatic rules."""
 
     entry_point: ClassVar[str] = "ingest"

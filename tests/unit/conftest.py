@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
-from hypothesis.internal.conjecture import utils as conjecture_utils
 
 from rumguard.ingest import BatchReport, ingest_batch
 from rumguard.monitors import LOG_GROUP_PREFIX, MonitorDirectory
@@ -29,27 +28,6 @@ settings.register_profile(
 settings.register_profile("ci", parent=settings.get_profile("default"), derandomize=True, database=None)
 settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default"))
-
-# hypothesis-jsonschema 0.23.1 (the newest) builds objects with ``many(...).more()``, which Hypothesis
-# 6.170.10 replaced by ``with many(...) as elements: for _ in elements``. Until the pin moves back to
-# hypothesis<=6.170.9 or hypothesis-jsonschema catches up, give the new class the old method on top of its
-# own bookkeeping. It is only added when missing, so it vanishes with a compatible pair.
-if not hasattr(conjecture_utils.many, "more"):
-
-    def _more(self: Any) -> bool:
-        if self._depth is None:
-            self._depth = self.data.depth
-        if self._in_element:
-            self._finish_element()
-        if not self._decide():
-            self._closed = True
-            return False
-        self.count += 1
-        self._in_element = True
-        self._rejected = False
-        return True
-
-    conjecture_utils.many.more = _more  # type: ignore[attr-defined]
 
 GUEST = "RetailDemoStore_Unauthenticated"
 SIGNED_IN = "RetailDemoStore_Authenticated"

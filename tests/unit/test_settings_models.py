@@ -14,10 +14,22 @@ ENVIRON = {
     "GUEST_MONITORS": "RetailDemoStore_Unauthenticated",
     "SIGNED_IN_MONITORS": "RetailDemoStore_Authenticated",
     "RUMGUARD_TABLE": "rumguard-table",
+    "IDENTITY_POOL_ID": "us-east-1:2f6a1c1e-3d4b-4c5d-8e9f-0a1b2c3d4e5f",
+    "GUEST_ROLE_NAME": "RetailDemoStore-GuestRole",
+    "EVENT_BUS_NAME": "rumguard",
+    "RUMGUARD_MODE": "dry-run",
     "AWS_REGION": "us-east-1",
     "PATH": "/usr/bin",
 }
-REQUIRED = ("GUEST_MONITORS", "SIGNED_IN_MONITORS", "RUMGUARD_TABLE")
+REQUIRED = (
+    "GUEST_MONITORS",
+    "SIGNED_IN_MONITORS",
+    "RUMGUARD_TABLE",
+    "IDENTITY_POOL_ID",
+    "GUEST_ROLE_NAME",
+    "EVENT_BUS_NAME",
+    "RUMGUARD_MODE",
+)
 
 
 def _without(*names: str) -> dict[str, str]:

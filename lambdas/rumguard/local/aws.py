@@ -6,13 +6,16 @@ log group under the name RUM gives it, writes RUM events into it with ``PutLogEv
 limits, one log stream per hour as RUM does), and reads them back with ``FilterLogEvents`` into the
 subscription deliveries CloudWatch Logs would make, log event ids and all.
 
-Later pieces (IAM, the Cognito identity pool, EventBridge, SNS and SQS) are added here as well, so that
-every consumer gets one consistent local account.
+It also holds what the decision service acts on: a Cognito identity pool that allows guests (with
+``DescribeIdentity`` and ``DeleteIdentities``, which moto lacks, added by ``rumguard.local.cognito``), the
+guest role guests assume, and RUM Guard's EventBridge bus with a rule that copies every RUM Guard event to
+an SQS queue, so tests and the demo can read what was published.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from collections import defaultdict
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import boto3
 from moto import mock_aws
 
+from rumguard.local import cognito
 from rumguard.local.context import ACCOUNT_ID
 from rumguard.local.subscription import (
     EVENT_OVERHEAD_BYTES,
@@ -39,8 +43,12 @@ from rumguard.local.traffic import LogRecord
 from rumguard.monitors import Audience, Monitor
 
 if TYPE_CHECKING:
+    from mypy_boto3_cognito_identity import CognitoIdentityClient
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_iam import IAMClient
     from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_sqs import SQSClient
 
 #: The two app monitors of the Retail Demo Store walkthrough.
 GUEST_MONITOR: Final = "RetailDemoStore_Unauthenticated"
@@ -48,6 +56,12 @@ SIGNED_IN_MONITOR: Final = "RetailDemoStore_Authenticated"
 DEFAULT_REGION: Final = "us-east-1"
 #: The subscription filter name the deliveries carry (template.yaml's CloudWatchLogs events make one each).
 FILTER_NAME: Final = "rumguard-ingest"
+GUEST_ROLE: Final = "RetailDemoStore-GuestRole"
+EVENT_BUS: Final = "rumguard"
+#: The guest role's own permission: what the RUM web client needs.
+GUEST_ROLE_POLICY: Final = (
+    '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"rum:PutRumEvents","Resource":"*"}]}'
+)
 
 #: PutLogEvents: at most 10,000 events and 1,048,576 bytes (messages plus 26 bytes each) per call, and the
 #: events of one call within 24 hours of each other, in chronological order.
@@ -104,12 +118,18 @@ class EmbeddedAws:
         region: str | None = None,
         identity_attribute: str = "cognitoIdentityId",
         template: dict[str, Any] | None = None,
+        mode: str = "enforce",
     ) -> None:
         self.region = region or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
         self.table_name = table_name
         self.identity_attribute = identity_attribute
         self.template = template
         self.account_id = ACCOUNT_ID
+        self.mode = mode
+        self.guest_role_name = GUEST_ROLE
+        self.event_bus_name = EVENT_BUS
+        self.identity_pool_id = ""
+        self.events_queue_url = ""
         self.app_monitors: dict[str, AppMonitor] = {}
         for audience, names in ((Audience.GUEST, guest_monitors), (Audience.SIGNED_IN, signed_in_monitors)):
             for name in names:
@@ -143,6 +163,8 @@ class EmbeddedAws:
             self._create_table()
             for app_monitor in self.app_monitors.values():
                 self.create_log_group(app_monitor.log_group)
+            self._create_identity_resources()
+            self._create_event_bus()
         except BaseException:
             self.stop()
             raise
@@ -168,6 +190,88 @@ class EmbeddedAws:
             TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute(self.template)},
         )
 
+    def _create_identity_resources(self) -> None:
+        """The identity pool (guests allowed) and the guest role whose trust policy names it."""
+        cognito.install()
+        self.cognito: CognitoIdentityClient = self.session.client("cognito-identity")
+        self.iam: IAMClient = self.session.client("iam")
+        pool = self.cognito.create_identity_pool(
+            IdentityPoolName="RetailDemoStore", AllowUnauthenticatedIdentities=True
+        )
+        self.identity_pool_id = pool["IdentityPoolId"]
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Federated": "cognito-identity.amazonaws.com"},
+                    "Action": "sts:AssumeRoleWithWebIdentity",
+                    "Condition": {
+                        "StringEquals": {"cognito-identity.amazonaws.com:aud": self.identity_pool_id},
+                        "ForAnyValue:StringLike": {"cognito-identity.amazonaws.com:amr": "unauthenticated"},
+                    },
+                }
+            ],
+        }
+        self.iam.create_role(RoleName=self.guest_role_name, AssumeRolePolicyDocument=json.dumps(trust))
+        self.iam.put_role_policy(
+            RoleName=self.guest_role_name, PolicyName="rum-put-events", PolicyDocument=GUEST_ROLE_POLICY
+        )
+
+    def _create_event_bus(self) -> None:
+        """RUM Guard's bus, and a rule copying every RUM Guard event to an SQS queue (what tests read)."""
+        self.events: EventBridgeClient = self.session.client("events")
+        self.sqs: SQSClient = self.session.client("sqs")
+        self.events.create_event_bus(Name=self.event_bus_name)
+        self.events_queue_url = self.sqs.create_queue(QueueName="rumguard-events")["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.events_queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        self.events.put_rule(
+            Name="rumguard-all", EventBusName=self.event_bus_name, EventPattern='{"source":["rumguard"]}'
+        )
+        self.events.put_targets(
+            Rule="rumguard-all", EventBusName=self.event_bus_name, Targets=[{"Id": "queue", "Arn": queue_arn}]
+        )
+
+    def new_guest(self) -> str:
+        """A new guest identity in the pool (what the web client gets with GetId)."""
+        return cognito.new_identity(self.cognito, self.identity_pool_id)
+
+    def new_signed_in(self, login: str) -> str:
+        """A new signed-in identity (with a login) in the pool."""
+        return cognito.new_identity(self.cognito, self.identity_pool_id, logins={"cognito-idp.example": login})
+
+    def published_events(self) -> list[dict[str, Any]]:
+        """Every RUM Guard event published so far (drains the queue): EventBridge envelopes, detail parsed."""
+        found: list[dict[str, Any]] = []
+        while True:
+            response = self.sqs.receive_message(QueueUrl=self.events_queue_url, MaxNumberOfMessages=10)
+            messages = response.get("Messages", [])
+            if not messages:
+                return found
+            for message in messages:
+                envelope = json.loads(message["Body"])
+                found.append(envelope)
+                self.sqs.delete_message(QueueUrl=self.events_queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def guest_role_policies(self) -> dict[str, dict[str, Any]]:
+        """The guest role's inline policies, name -> document."""
+        names = self.iam.list_role_policies(RoleName=self.guest_role_name)["PolicyNames"]
+        policies: dict[str, dict[str, Any]] = {}
+        for name in names:
+            document = self.iam.get_role_policy(RoleName=self.guest_role_name, PolicyName=name)["PolicyDocument"]
+            policies[name] = json.loads(document) if isinstance(document, str) else dict(document)
+        return policies
+
+    def identity_exists(self, identity_id: str) -> bool:
+        """Whether the pool still has this identity."""
+        try:
+            self.cognito.describe_identity(IdentityId=identity_id)
+        except self.cognito.exceptions.ResourceNotFoundException:
+            return False
+        return True
+
     # --- configuration --------------------------------------------------------------------------------
     def monitor(self, name: str) -> AppMonitor:
         """One configured app monitor by name."""
@@ -184,6 +288,28 @@ class EmbeddedAws:
             "GUEST_MONITORS": ",".join(m.name for m in self.monitors(Audience.GUEST)),
             "SIGNED_IN_MONITORS": ",".join(m.name for m in self.monitors(Audience.SIGNED_IN)),
             "IDENTITY_ATTRIBUTE": self.identity_attribute,
+            **self.enforcement_environment(),
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "POWERTOOLS_TRACE_DISABLED": "1",
+        }
+
+    def enforcement_environment(self) -> dict[str, str]:
+        """What every function that acts on identities reads (``EnforcementSettings``)."""
+        return {
+            "RUMGUARD_TABLE": self.table_name,
+            "IDENTITY_POOL_ID": self.identity_pool_id,
+            "GUEST_ROLE_NAME": self.guest_role_name,
+            "EVENT_BUS_NAME": self.event_bus_name,
+            "RUMGUARD_MODE": self.mode,
+        }
+
+    def sweeper_environment(self) -> dict[str, str]:
+        """The sweeper function's environment."""
+        return {
+            "GUEST_MONITORS": ",".join(m.name for m in self.monitors(Audience.GUEST)),
+            "SIGNED_IN_MONITORS": ",".join(m.name for m in self.monitors(Audience.SIGNED_IN)),
+            **self.enforcement_environment(),
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
             "POWERTOOLS_TRACE_DISABLED": "1",
