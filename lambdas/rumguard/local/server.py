@@ -19,7 +19,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import BaseWSGIServer, make_server
 
 
-class _QuietHandler(MotoRequestHandler):  # type: ignore[misc]
+class _QuietHandler(MotoRequestHandler):
     """No access log line per request."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
