@@ -146,7 +146,7 @@ def ingest_batch(
             report.reject(RejectReason.NOT_RUM, "log event is not a JSON object", {"message": log_event})
             continue
         message, received_ms = log_event.get("message"), log_event.get("timestamp")
-        if type(message) is not str or type(received_ms) not in (int, float):
+        if type(message) is not str or not isinstance(received_ms, int | float) or isinstance(received_ms, bool):
             report.reject(RejectReason.NOT_RUM, "log event lacks a string message or a numeric timestamp", log_event)
             continue
         result = parse_event(message, received_ms)
