@@ -1,5 +1,6 @@
-"""Fixtures of the contract tests: template.yaml as the embedded AWS reads it, and each function's effective
-properties (SAM ``Globals`` applied), so the tests hold the template and the code to one another.
+"""Fixtures of the contract tests: template.yaml as the embedded AWS reads it, each function's effective
+properties (SAM ``Globals`` applied), and the template after the SAM transform (what CloudFormation deploys),
+so the tests hold the template and the code to one another.
 
 A test that takes ``function_id`` runs once per ``AWS::Serverless::Function`` in the template: a new function
 is checked without editing the tests.
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
 
 from rumguard.local.template import load_template, repo_root
 
@@ -71,6 +74,32 @@ def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
             properties["Environment"] = {"Variables": variables}
         effective[logical_id] = properties
     return effective
+
+
+class _NoManagedPolicyLookups:
+    """SAM looks managed policies up by name only for names in ``Policies``; RUM Guard uses none."""
+
+    def load(self) -> dict[str, str]:
+        raise AssertionError("SAM looked up a managed policy by name: Policies must hold inline statements only")
+
+
+@pytest.fixture(scope="session")
+def translated(root: Path) -> dict[str, Any]:
+    """template.yaml as ``sam deploy`` hands it to CloudFormation: the SAM transform applied, offline.
+
+    The code locations become placeholder S3 URIs (what ``sam package`` puts there); the region is fixed, as
+    SAM needs one for ARNs it writes itself.
+    """
+    document: dict[str, Any] = yaml_parse((root / "template.yaml").read_text(encoding="utf-8"))
+    for resource in document["Resources"].values():
+        properties = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if key in properties:
+                properties[key] = "s3://rumguard-contract/code.zip"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", FAKE_AWS_ENVIRONMENT["AWS_DEFAULT_REGION"])
+        output: dict[str, Any] = transform(document, {}, _NoManagedPolicyLookups())
+    return output
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Every function in template.yaml points at a real handler, and takes exactly the environment its settings
-model reads.
+model reads, with the code's defaults and within the bounds the settings accept.
 
 The handler module is imported from the function's ``CodeUri`` the way Lambda imports it (by file, the layer's
 ``rumguard`` on ``sys.path``), with the template's own environment filled in with plausible values, so its cold
@@ -11,13 +11,14 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 from moto import mock_aws
 
-from rumguard.settings import IngestSettings
+from rumguard.settings import IngestSettings, SettingsError, SweeperSettings
 
 
 class SettingsModel(Protocol):
@@ -28,12 +29,20 @@ class SettingsModel(Protocol):
         """The environment variable names the model reads."""
         ...
 
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> object:
+        """Read and validate; raises ``SettingsError``."""
+        ...
+
 
 #: The settings model of each function. A new function must be added here: its template environment is then
 #: held equal to the model's fields.
 SETTINGS: dict[str, type[SettingsModel]] = {
     "IngestFunction": IngestSettings,
+    "SweeperFunction": SweeperSettings,
 }
+#: A number parameter without MaxValue: the settings must accept at least this much.
+LARGE = 10**9
 
 #: Plausible values of parameters that have no default (each must pass the parameter's AllowedPattern).
 PARAMETER_EXAMPLES = {
@@ -127,3 +136,60 @@ def test_environment_names_equal_the_settings_fields(function_id: str, functions
 
 def test_every_settings_model_belongs_to_a_function(functions: dict[str, dict[str, Any]]) -> None:
     assert set(SETTINGS) <= set(functions), "SETTINGS names functions that template.yaml no longer has"
+
+
+def template_environment(
+    function_id: str, functions: dict[str, dict[str, Any]], template: dict[str, Any]
+) -> dict[str, str]:
+    """The function's environment as a stack made with the parameters' defaults (or examples) gives it."""
+    variables = functions[function_id].get("Environment", {}).get("Variables", {})
+    return {name: plausible(value, template) for name, value in variables.items()}
+
+
+def test_template_defaults_are_the_code_defaults(
+    function_id: str, functions: dict[str, dict[str, Any]], template: dict[str, Any]
+) -> None:
+    """Leaving out a variable the code has a default for changes nothing: the template's value is that default."""
+    model = SETTINGS[function_id]
+    environment = template_environment(function_id, functions, template)
+    deployed = model.from_environ(environment)
+    for name in sorted(environment):
+        try:
+            by_code = model.from_environ({k: v for k, v in environment.items() if k != name})
+        except SettingsError:
+            continue  # no default in the code (a resource name, the mode): the template must give it
+        assert by_code == deployed, f"{function_id}: {name}={environment[name]!r}, but the code's default differs"
+
+
+def test_parameter_bounds_are_what_the_settings_accept(
+    function_id: str, functions: dict[str, dict[str, Any]], template: dict[str, Any]
+) -> None:
+    """A stack can be given no value its functions refuse at cold start, and every value they take is possible."""
+    model = SETTINGS[function_id]
+    parameters = template.get("Parameters", {})
+    environment = template_environment(function_id, functions, template)
+    variables = functions[function_id].get("Environment", {}).get("Variables", {})
+    for name, value in variables.items():
+        if not (isinstance(value, dict) and list(value) == ["Ref"] and value["Ref"] in parameters):
+            continue
+        parameter = parameters[value["Ref"]]
+        accepted = [str(v) for v in parameter.get("AllowedValues", [])]
+        refused: list[str] = []
+        if parameter["Type"] == "Number":
+            assert "MinValue" in parameter, f"{value['Ref']}: a number parameter needs a MinValue"
+            accepted.append(str(parameter["MinValue"]))
+            refused.append(str(parameter["MinValue"] - 1))
+            if "MaxValue" in parameter:
+                accepted.append(str(parameter["MaxValue"]))
+                refused.append(str(parameter["MaxValue"] + 1))
+            else:
+                accepted.append(str(LARGE))
+        for candidate in accepted:
+            try:
+                model.from_environ({**environment, name: candidate})
+            except SettingsError as error:
+                pytest.fail(f"{function_id}: {value['Ref']} allows {candidate!r}, which {name} refuses: {error}")
+        for candidate in refused:
+            with pytest.raises(SettingsError):
+                model.from_environ({**environment, name: candidate})
+                pytest.fail(f"{function_id}: {name} accepts {candidate!r}, which {value['Ref']} refuses")
