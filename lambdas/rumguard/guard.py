@@ -184,6 +184,11 @@ class Guard:
             return
         info = self.identities.describe(identity)
         if info is None:
+            # A concurrent invocation may have just blocked it, and deleted it from the pool.
+            current = self.store.get_block(identity)
+            if current is not None and current.is_active(self.clock.now()):
+                outcome.skipped[identity] = "blocked concurrently by another invocation"
+                return
             self._refuse(identity, "unknown to the identity pool", hits, monitor, outcome)
             return
         if info.logins:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import boto3
 from moto import mock_aws
 
-from rumguard.local import cognito
+from rumguard.local import cognito, iam
 from rumguard.local.context import ACCOUNT_ID
 from rumguard.local.subscription import (
     EVENT_OVERHEAD_BYTES,
@@ -156,6 +156,7 @@ class EmbeddedAws:
             os.environ.setdefault(name, value)
         self._mock = mock_aws()
         self._mock.start()
+        iam.install()  # moto stores any size of inline policy; IAM refuses past 10,240 characters
         try:
             self.session = _session(self.region)
             self.logs: CloudWatchLogsClient = self.session.client("logs")
