@@ -14,8 +14,17 @@ its ``GetId`` drops the ``Logins`` it is given (so every identity looks like a g
 - ``GetId`` keeps the provider names of its ``Logins`` on the identity (``ListIdentities`` shows them
   too), answers the same identity again for the same login, and refuses guests
   (``NotAuthorizedException``) while the pool's ``AllowUnauthenticatedIdentities`` is false.
-- ``GetCredentialsForIdentity`` refuses a deleted or unknown identity (``ResourceNotFoundException``) and a
-  guest of a pool that no longer allows guests, so a block's deletion and the guest lockdown are visible.
+- ``GetCredentialsForIdentity`` refuses a deleted or unknown identity (``ResourceNotFoundException``), a
+  guest of a pool that no longer allows guests, and a signed-in identity asked for without one of its
+  logins (``NotAuthorizedException``), so a block's deletion and the guest lockdown are visible. moto hands
+  every caller the same fixed keys valid for 90 seconds; here each call issues new temporary credentials
+  (an ``ASIA`` access key id, a secret, a session token) valid for an hour, as Cognito does, and records
+  them: ``issued_credentials(access_key_id)`` tells who holds a key (identity, pool, role, signed in or
+  not) and when it was issued (``aws:TokenIssueTime``), which is how the local RUM data plane
+  (``rumguard.local.dataplane``) finds and authorizes the caller of a signed request.
+- ``SetIdentityPoolRoles`` and ``GetIdentityPoolRoles`` (moto has neither): the ``authenticated`` and
+  ``unauthenticated`` role ARNs of a pool. Credentials are issued for the pool's role of the identity's
+  kind; a pool without roles still issues them (for a role of ``None``), where AWS would refuse.
 - ``UpdateIdentityPool`` replaces the pool's configuration as AWS does: settings left out are cleared
   (the developer provider name, which AWS never changes once set, and the tags stay).
 
@@ -27,14 +36,20 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
+import string
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from moto.cognitoidentity.exceptions import ResourceNotFoundError
 from moto.cognitoidentity.models import CognitoIdentityBackend, CognitoIdentityPool, cognitoidentity_backends
 from moto.cognitoidentity.responses import CognitoIdentityResponse
 from moto.core.exceptions import JsonRESTError
+
+from rumguard.local.context import ACCOUNT_ID
 
 if TYPE_CHECKING:
     from mypy_boto3_cognito_identity import CognitoIdentityClient
@@ -43,6 +58,11 @@ IDENTITY_ID: Final = re.compile(r"[\w-]+:[0-9a-f-]+")
 MAX_DELETE: Final = 60
 _INSTALLED: Final = "_rumguard_installed"
 _LINKS: Final = "_rumguard_logins"
+_ROLES: Final = "_rumguard_roles"
+_ISSUED: Final = "_rumguard_issued"
+#: How long Cognito's temporary credentials last by default.
+CREDENTIALS_LIFETIME: Final = timedelta(hours=1)
+_KEY_ALPHABET: Final = string.ascii_uppercase + string.digits
 _UNAUTHENTICATED: Final = "Unauthenticated access is not supported for this identity pool."
 
 
@@ -58,6 +78,36 @@ class NotAuthorizedError(JsonRESTError):
 
     def __init__(self, message: str) -> None:
         super().__init__("NotAuthorizedException", message)
+
+
+class InvalidParameterError(JsonRESTError):
+    """AWS's answer to a request whose parameters are not valid together (for example an unknown role kind)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("InvalidParameterException", message)
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCredentials:
+    """Temporary credentials that ``GetCredentialsForIdentity`` issued, and to whom."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    identity_id: str
+    pool_id: str
+    #: The pool's role for this kind of identity (``None`` when the pool has no roles set).
+    role_arn: str | None
+    #: The provider names the identity is signed in with; empty for a guest.
+    logins: tuple[str, ...]
+    #: ``aws:TokenIssueTime``.
+    issued_at: datetime
+    expires_at: datetime
+
+    @property
+    def signed_in(self) -> bool:
+        """Whether the identity is signed in (has logins), so its role is the authenticated one."""
+        return bool(self.logins)
 
 
 def _check_identity_id(value: object, where: str = "identityId") -> str:
@@ -93,6 +143,24 @@ def _record(backend: CognitoIdentityBackend, identity_id: str) -> tuple[str, dic
                 record.setdefault("LastModifiedDate", now)
                 return pool_id, record
     return None
+
+
+def _roles(backend: CognitoIdentityBackend) -> dict[str, dict[str, str]]:
+    """pool id -> {"authenticated": arn, "unauthenticated": arn}, kept on the backend so it resets with moto."""
+    roles: dict[str, dict[str, str]] | None = getattr(backend, _ROLES, None)
+    if roles is None:
+        roles = {}
+        setattr(backend, _ROLES, roles)
+    return roles
+
+
+def _issued(backend: CognitoIdentityBackend) -> dict[str, IssuedCredentials]:
+    """access key id -> the credentials issued with it, kept on the backend so it resets with moto."""
+    issued: dict[str, IssuedCredentials] | None = getattr(backend, _ISSUED, None)
+    if issued is None:
+        issued = {}
+        setattr(backend, _ISSUED, issued)
+    return issued
 
 
 def _pool(backend: CognitoIdentityBackend, pool_id: str) -> CognitoIdentityPool:
@@ -165,15 +233,74 @@ def _get_id(self: CognitoIdentityResponse) -> str:
     return json.dumps({"IdentityId": identity_id})
 
 
-def _get_credentials_for_identity(self: CognitoIdentityResponse) -> str:
-    identity_id = _check_identity_id(self._get_param("IdentityId"))
-    found = _record(self.backend, identity_id)
+def issue_credentials(
+    backend: CognitoIdentityBackend, identity_id: str, logins: Mapping[str, str] | None = None
+) -> IssuedCredentials:
+    """GetCredentialsForIdentity: new temporary credentials for an identity of this backend, recorded."""
+    found = _record(backend, _check_identity_id(identity_id))
     if found is None:
         raise ResourceNotFoundError(f"Identity '{identity_id}' not found.")
     pool_id, record = found
-    if not record["Logins"] and not _allows_guests(_pool(self.backend, pool_id)):
+    linked: list[str] = record["Logins"]
+    if not linked and not _allows_guests(_pool(backend, pool_id)):
         raise NotAuthorizedError(_UNAUTHENTICATED)
-    return self.backend.get_credentials_for_identity(identity_id)
+    if linked and not set(logins or {}) & set(linked):
+        raise NotAuthorizedError("Logins don't match. Please include at least one valid login for this identity.")
+    roles = _roles(backend).get(pool_id, {})
+    now = datetime.now(UTC)
+    credentials = IssuedCredentials(
+        access_key_id="ASIA" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16)),
+        secret_access_key=secrets.token_urlsafe(30)[:40],
+        session_token=secrets.token_urlsafe(96),
+        identity_id=identity_id,
+        pool_id=pool_id,
+        role_arn=roles.get("authenticated" if linked else "unauthenticated"),
+        logins=tuple(linked),
+        issued_at=now,
+        expires_at=now + CREDENTIALS_LIFETIME,
+    )
+    _issued(backend)[credentials.access_key_id] = credentials
+    return credentials
+
+
+def issued_credentials(access_key_id: str, *, region: str, account_id: str = ACCOUNT_ID) -> IssuedCredentials | None:
+    """The credentials issued with this access key id by the embedded Cognito of an account and region."""
+    return _issued(cognitoidentity_backends[account_id][region]).get(access_key_id)
+
+
+def _get_credentials_for_identity(self: CognitoIdentityResponse) -> str:
+    credentials = issue_credentials(self.backend, self._get_param("IdentityId"), self._get_param("Logins"))
+    return json.dumps(
+        {
+            "IdentityId": credentials.identity_id,
+            "Credentials": {
+                "AccessKeyId": credentials.access_key_id,
+                "SecretKey": credentials.secret_access_key,
+                "SessionToken": credentials.session_token,
+                "Expiration": credentials.expires_at.timestamp(),
+            },
+        }
+    )
+
+
+_ROLE_KINDS: Final = frozenset({"authenticated", "unauthenticated"})
+
+
+def _set_identity_pool_roles(self: CognitoIdentityResponse) -> str:
+    pool_id: str = self._get_param("IdentityPoolId")
+    _pool(self.backend, pool_id)
+    roles: dict[str, str] = self._get_param("Roles") or {}
+    unknown = set(roles) - _ROLE_KINDS
+    if unknown:
+        raise InvalidParameterError(f"Roles: unsupported role types {sorted(unknown)}")
+    _roles(self.backend)[pool_id] = dict(roles)
+    return ""
+
+
+def _get_identity_pool_roles(self: CognitoIdentityResponse) -> str:
+    pool_id: str = self._get_param("IdentityPoolId")
+    _pool(self.backend, pool_id)
+    return json.dumps({"IdentityPoolId": pool_id, "Roles": _roles(self.backend).get(pool_id, {})})
 
 
 def _update_identity_pool(self: CognitoIdentityResponse) -> str:
@@ -199,6 +326,8 @@ _RESPONSES: Final[dict[str, Callable[[CognitoIdentityResponse], str]]] = {
     "get_id": _get_id,
     "get_credentials_for_identity": _get_credentials_for_identity,
     "update_identity_pool": _update_identity_pool,
+    "set_identity_pool_roles": _set_identity_pool_roles,
+    "get_identity_pool_roles": _get_identity_pool_roles,
 }
 
 
