@@ -16,6 +16,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("rumguard.local.demo", "run RUM Guard on the embedded AWS with simulated shop traffic"),
     "bench": ("rumguard.bench", "measure ingest throughput against the decode ceiling, and memory per batch"),
     "replay": ("rumguard.replay", "dry-run the rules over a RUM log export: who would have been blocked, and why"),
+    "dashboard": ("rumguard.dashboard", "print the CloudWatch dashboard body that template.yaml embeds"),
+    "local": ("rumguard.local.stack", "serve the embedded AWS on localhost for `chalice local` and the CLI"),
+    "blocks": ("rumguard.operator_cli", "list, show, add and remove blocks through the operator API"),
+    "allow": ("rumguard.operator_cli", "add, remove and show allowlist entries through the operator API"),
+    "lockdown": ("rumguard.operator_cli", "turn the guest lockdown on or off through the operator API"),
+    "openapi": ("rumguard.operator_cli", "write docs/openapi.json from the operator API (--check: fail on drift)"),
 }
 
 
