@@ -480,6 +480,7 @@ def describe_outcome(outcome: GuardOutcome) -> dict[str, Any]:
     """A small JSON summary of an outcome, for logs and the function's return value."""
     return {
         "blocked": [b.identity_id for b in outcome.blocked],
+        "unblocked": [b.identity_id for b in outcome.unblocked],
         "forged": sorted(outcome.forged),
         "skipped": dict(sorted(outcome.skipped.items())),
         "storm": outcome.storm,

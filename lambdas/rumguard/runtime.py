@@ -7,8 +7,10 @@ benchmark build their own with moto-backed or in-memory adapters.
 from __future__ import annotations
 
 import binascii
+import hashlib
+import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -24,14 +26,30 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from rumguard.adapters.cloudwatch import CloudWatchAlarms
 from rumguard.adapters.cognito import CognitoIdentityDirectory
+from rumguard.adapters.digests import DynamoDigestStore
 from rumguard.adapters.dynamodb import DynamoCounterStore, DynamoDecisionStore
 from rumguard.adapters.eventbridge import EventBridgeBus
 from rumguard.adapters.iam import IamGuestRole
+from rumguard.adapters.sns import SnsTopic
+from rumguard.alarms import AlarmReconciler
 from rumguard.events import RejectReason
 from rumguard.guard import Guard, GuardConfig, GuardOutcome
 from rumguard.ingest import BatchReport, batch_key, ingest_batch
-from rumguard.settings import EnforcementSettings, IngestSettings, SweeperSettings
+from rumguard.notifications import (
+    ConsoleLinks,
+    Digester,
+    DigestStore,
+    Publisher,
+    Route,
+    alarm_notification,
+    digest_entry,
+    lockdown_notification,
+    parse_time,
+    route,
+)
+from rumguard.settings import EnforcementSettings, IngestSettings, NotifySettings, SweeperSettings
 from rumguard.telemetry import (
     ALL_MONITORS,
     NO_AUDIENCE,
@@ -176,19 +194,29 @@ def aws_guard(settings: EnforcementSettings, config: GuardConfig) -> Guard:
 
 
 class SweeperApp:
-    """The sweeper function: expire blocks, reconcile the deny policy with the table."""
+    """The sweeper function: expire blocks, reconcile the deny policy with the table, and (with ``alarms``) the
+    per-monitor CloudWatch alarms with the configuration."""
 
-    def __init__(self, guard: Guard, metrics: Metrics, logger: Logger) -> None:
+    def __init__(self, guard: Guard, metrics: Metrics, logger: Logger, alarms: AlarmReconciler | None = None) -> None:
         self.guard = guard
         self.metrics = metrics
         self.logger = logger
+        self.alarms = alarms
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], metrics: Metrics, logger: Logger) -> SweeperApp:
         """The deployed wiring."""
         settings = SweeperSettings.from_environ(environ)
-        settings.monitor_directory()  # fail the cold start on a bad monitor list, not the first sweep
-        return cls(aws_guard(settings, GuardConfig(mode=settings.mode)), metrics, logger)
+        monitors = settings.monitor_directory()  # fail the cold start on a bad monitor list, not the first sweep
+        alarms = None
+        if settings.alarm_prefix is not None:
+            alarms = AlarmReconciler(
+                CloudWatchAlarms(boto3.client("cloudwatch")),
+                settings.alarm_prefix,
+                monitors.monitors,
+                settings.alarm_thresholds(),
+            )
+        return cls(aws_guard(settings, GuardConfig(mode=settings.mode)), metrics, logger, alarms)
 
     def handle(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
         """One scheduled sweep."""
@@ -198,12 +226,24 @@ class SweeperApp:
         self.metrics.add_dimension(name="Audience", value="guest")
         publish_outcome(self.metrics, outcome)
         log_outcome(self.logger, outcome, trigger=event.get("id"))
-        return {
+        summary: dict[str, Any] = {
             "expired": [b.identity_id for b in outcome.unblocked],
             "policyCapacityUsed": outcome.policy.capacity_used if outcome.policy else None,
             "unenforced": list(outcome.policy.unenforced) if outcome.policy else [],
             "converged": outcome.policy_converged,
         }
+        if self.alarms is not None:
+            # After the blocks and the policy, which matter more: a CloudWatch failure must not hold them up.
+            # It still fails the invocation (so the sweeper's error alarm tells someone); the next sweep retries.
+            try:
+                report = self.alarms.reconcile()
+            except Exception:
+                self.logger.exception("could not reconcile the RUM Guard alarms; the next sweep tries again")
+                raise
+            summary["alarms"] = report.summary()
+            if report.created or report.updated or report.retagged or report.deleted:
+                self.logger.info("RUM Guard alarms reconciled", extra={"alarms": report.summary()})
+        return summary
 
 
 def dynamodb_idempotency_store(table_name: str) -> DynamoDBPersistenceLayer:
@@ -221,3 +261,89 @@ def dynamodb_idempotency_store(table_name: str) -> DynamoDBPersistenceLayer:
 def cloudwatch_logs_event(event: dict[str, Any]) -> CloudWatchLogsEvent:
     """Powertools' data class over a raw subscription event, decoding JSON with orjson."""
     return CloudWatchLogsEvent(event, json_deserializer=orjson.loads)
+
+
+class NotifyApp:
+    """The notify function: one readable message per alarm transition or lockdown change, and a digest of the
+    identity events per minute and app monitor (``rumguard.notifications``)."""
+
+    def __init__(
+        self,
+        settings: NotifySettings,
+        publisher: Publisher,
+        digests: DigestStore,
+        logger: Logger,
+        *,
+        region: str,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.publisher = publisher
+        self.logger = logger
+        self.links = ConsoleLinks(region, settings.dashboard_name)
+        self.digester = Digester(
+            digests, publisher, self.links, seconds=settings.digest_seconds, clock=clock, sleep=sleep
+        )
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], logger: Logger) -> NotifyApp:
+        """The deployed wiring: the topic, and the digest windows in the table."""
+        settings = NotifySettings.from_environ(environ)
+        sns = boto3.client("sns")
+        digests = DynamoDigestStore(boto3.client("dynamodb"), settings.table_name)
+        return cls(settings, SnsTopic(sns, settings.topic_arn), digests, logger, region=sns.meta.region_name)
+
+    def handle(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+        """One EventBridge event; returns what was sent."""
+        kind = route(event)
+        detail = event.get("detail") if isinstance(event.get("detail"), Mapping) else {}
+        assert isinstance(detail, Mapping)
+        if kind is Route.ALARM:
+            name = detail.get("alarmName")
+            notification = alarm_notification(event, self.settings.alarm_prefix, self.links)
+            if notification is None:
+                self.logger.info("alarm state change not notified", extra={"alarm": name})
+                return {"route": kind.value, "alarm": name, "published": None}
+            message_id = self.publisher.publish(notification)
+            self.logger.info("alarm notified", extra={"alarm": name, "subject": notification.subject})
+            return {"route": kind.value, "alarm": name, "published": message_id, "subject": notification.subject}
+        if kind is Route.LOCKDOWN:
+            notification = lockdown_notification(event, self.links)
+            message_id = self.publisher.publish(notification)
+            self.logger.info("lockdown notified", extra={"subject": notification.subject})
+            return {"route": kind.value, "published": message_id, "subject": notification.subject}
+        if kind is Route.DIGEST:
+            monitor = str(detail.get("appMonitor") or "")
+            at = parse_time(event.get("time"))
+            outcome = self.digester.submit(
+                monitor,
+                event_id(event),
+                digest_entry(event),
+                at=at.timestamp() if at else None,
+                time_left=(lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None,
+            )
+            summary = {
+                "route": kind.value,
+                "appMonitor": monitor,
+                "window": outcome.index,
+                "status": outcome.status.value,
+                "opener": outcome.opener,
+                "sent": outcome.sent,
+            }
+            if outcome.sent:
+                self.logger.info("digest sent", extra={"digest": summary})
+            return summary
+        self.logger.warning(
+            "event not for the notify function",
+            extra={"source": event.get("source"), "detailType": event.get("detail-type")},
+        )
+        return {"route": kind.value}
+
+
+def event_id(event: Mapping[str, Any]) -> str:
+    """The EventBridge event id (the same on every redelivery); a digest of the event if it has none."""
+    value = event.get("id")
+    if isinstance(value, str) and value:
+        return value
+    return hashlib.blake2b(orjson.dumps(event, option=orjson.OPT_SORT_KEYS), digest_size=16).hexdigest()

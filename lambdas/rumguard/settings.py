@@ -13,6 +13,7 @@ from typing import ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rumguard.alarms import AlarmThresholds
 from rumguard.decisions import Escalation, Mode
 from rumguard.detection import Counter, Detection, Rule, Threshold
 from rumguard.guard import GuardConfig
@@ -151,7 +152,68 @@ class IngestSettings(MonitorSettings, DetectionSettings, DecisionSettings):
     )
 
 
-class SweeperSettings(MonitorSettings, EnforcementSettings):
-    """``lambdas/handlers/sweeper.py``: expiry of blocks and reconciliation of the deny policy."""
+#: An alarm name prefix: the stack name in template.yaml (letters, digits, '-'; never '/', which ends it).
+ALARM_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.#-]{0,127}$"
+
+
+class AlarmSettings(_Settings):
+    """The per-monitor CloudWatch alarms the sweeper publishes (``rumguard.alarms``), and their thresholds.
+
+    ``ALARM_PREFIX`` names the alarms (``<prefix>/<monitor>/<kind>``); template.yaml sets it to the stack name.
+    Without it the sweeper publishes no alarms (environments made before alarms existed); it never guesses one.
+    The thresholds default to ``rumguard.alarms.AlarmThresholds``: a guest traffic surge beyond 3 standard
+    deviations of the anomaly detection band, more than 5 JS errors per 100 page views, more than 10 failed
+    HTTP requests per 100 events (rates count only in 5-minute periods with at least 20 page views or events),
+    more than 10 blocks or 100 rejected events in 5 minutes, and the deny policy over 80 % full.
+    """
+
+    alarm_prefix: str | None = Field(alias="ALARM_PREFIX", default=None, pattern=ALARM_PREFIX_PATTERN)
+    traffic_surge_band: float = Field(alias="TRAFFIC_SURGE_BAND", default=3.0, ge=0.5, le=10)
+    js_error_rate_percent: float = Field(alias="JS_ERROR_RATE_PERCENT", default=5.0, ge=0)
+    http_error_rate_percent: float = Field(alias="HTTP_ERROR_RATE_PERCENT", default=10.0, ge=0, le=100)
+    error_rate_min_volume: int = Field(alias="ERROR_RATE_MIN_VOLUME", default=20, ge=1)
+    blocks_alarm_limit: int = Field(alias="BLOCKS_ALARM_LIMIT", default=10, ge=0)
+    rejected_events_limit: int = Field(alias="REJECTED_EVENTS_LIMIT", default=100, ge=0)
+    policy_capacity_percent: float = Field(alias="POLICY_CAPACITY_PERCENT", default=80.0, ge=1, le=100)
+
+    def alarm_thresholds(self) -> AlarmThresholds:
+        """The thresholds in force."""
+        return AlarmThresholds(
+            traffic_band=self.traffic_surge_band,
+            js_error_rate=self.js_error_rate_percent,
+            http_error_rate=self.http_error_rate_percent,
+            min_volume=self.error_rate_min_volume,
+            blocks=self.blocks_alarm_limit,
+            rejected_events=self.rejected_events_limit,
+            policy_capacity=self.policy_capacity_percent,
+        )
+
+
+class SweeperSettings(MonitorSettings, EnforcementSettings, AlarmSettings):
+    """``lambdas/handlers/sweeper.py``: expiry of blocks, reconciliation of the deny policy and of the alarms."""
 
     entry_point: ClassVar[str] = "sweeper"
+
+
+class ApiSettings(MonitorSettings, DecisionSettings):
+    """``chalice_app/app.py``: the operator API (manual blocks, allowlist, lockdown, monitors)."""
+
+    entry_point: ClassVar[str] = "api"
+
+
+class NotifySettings(TableSettings):
+    """``lambdas/handlers/notify.py``: alarm state changes and RUM Guard's events, as messages to people.
+
+    ``RUMGUARD_TABLE`` holds the per-minute digests of block events; ``ALARM_PREFIX`` says which alarms are RUM
+    Guard's (the sweeper's value); ``DASHBOARD_NAME`` is linked from every message; ``DIGEST_WINDOW_SECONDS``
+    (default 60) is how often at most one message about blocks goes out per app monitor.
+    """
+
+    entry_point: ClassVar[str] = "notify"
+    topic_arn: str = Field(
+        alias="NOTIFY_TOPIC_ARN", pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$"
+    )
+    alarm_prefix: str = Field(alias="ALARM_PREFIX", pattern=ALARM_PREFIX_PATTERN)
+    dashboard_name: str = Field(alias="DASHBOARD_NAME", pattern=r"^[A-Za-z0-9_-]{1,255}$")
+    #: One digest of identity events per window and app monitor; the function's timeout must exceed it by 20 s.
+    digest_seconds: int = Field(alias="DIGEST_WINDOW_SECONDS", default=60, ge=1, le=600)
