@@ -13,7 +13,21 @@ CloudWatch Logs splits them, encoded as real Lambda events) and then times, on t
 Each measurement is repeated and the best run counts (the spread is reported too). Memory is measured on
 the largest delivery with tracemalloc (Python allocations while handling it, decoded payload included) and,
 in a fresh child process that imports what the function imports, as peak RSS, the number a 128 MB Lambda
-function has to stay under. Results go to ``.bench/ingest.json``.
+function has to stay under.
+
+Then the detection path (issue 3), in separate figures that leave the ones above alone:
+
+- DynamoDB writes per 1,000 events: the same deliveries through ``IngestApp`` with the decision service
+  on in-memory ports (``rumguard.local.fakes``; the counter store counts its writes as DynamoDB would get
+  them, the idempotency store its puts and updates), timed like the ingest path; and a slice of them on the
+  embedded AWS (moto) with the real adapters, where every DynamoDB write request is counted as it is sent;
+- time to block: a flooder's deliveries (``rumguard.local.bots``, among honest guests, one delivery per
+  five seconds of traffic) on moto with the real adapters, and on the in-memory ports: for the delivery
+  that crosses the flood threshold, the time from the start of its invocation to the moment the deny
+  policy listing the flooder was written (``TimedGuestRole`` notes it), against the 30 to 50 seconds AWS
+  WAF's rate-based rules take to mitigate.
+
+Results go to ``.bench/ingest.json``.
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ import gc
 import io
 import itertools
 import json
+import math
 import os
 import platform
 import pstats
@@ -35,6 +50,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 import zlib
@@ -43,19 +59,42 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any, Final, TextIO, cast
+from typing import IO, TYPE_CHECKING, Any, Final, TextIO, cast
 
+import boto3
 import orjson
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from rumguard.adapters.cognito import CognitoIdentityDirectory
+from rumguard.adapters.dynamodb import DynamoCounterStore, DynamoDecisionStore
+from rumguard.adapters.eventbridge import EventBridgeBus
+from rumguard.adapters.iam import IamGuestRole
+from rumguard.decisions import AuditRecord, Block
+from rumguard.detection import Detection, Rule
+from rumguard.guard import Guard
+from rumguard.local.bots import BotTraffic, beyond
+from rumguard.local.fakes import (
+    InMemoryCounterStore,
+    InMemoryDecisionStore,
+    InMemoryGuestRole,
+    InMemoryIdentityDirectory,
+    RecordingBus,
+)
 from rumguard.local.memory import InMemoryPersistenceLayer
 from rumguard.local.subscription import LogEvent, batch_document, batches, encode
-from rumguard.local.traffic import TrafficSimulator, mixed_traffic
+from rumguard.local.traffic import LogRecord, TrafficSimulator, identity_id, mixed_traffic
 from rumguard.monitors import Audience, Monitor
-from rumguard.runtime import IngestApp, cloudwatch_logs_event
+from rumguard.policy import POLICY_PREFIX, SUB_KEY
+from rumguard.ports import GuestRole
+from rumguard.runtime import IngestApp, SystemClock, cloudwatch_logs_event, dynamodb_idempotency_store
 from rumguard.settings import IngestSettings
 from rumguard.telemetry import NAMESPACE
+
+if TYPE_CHECKING:
+    # moto, imported only when the detection figures run: the memory probe's process imports this module,
+    # and must hold what the function holds, not moto.
+    from rumguard.local.aws import EmbeddedAws
 
 #: The two app monitors of the Retail Demo Store walkthrough, and made-up ids for their log group names.
 GUEST: Final = Monitor("RetailDemoStore_Unauthenticated", Audience.GUEST)
@@ -247,6 +286,10 @@ class _Discard(io.TextIOBase):
 _LOG_SINK: Final = _Discard()
 
 
+def _bench_logger() -> Logger:
+    return Logger(service="rumguard-ingest-bench", stream=cast(IO[str], _LOG_SINK))
+
+
 @dataclass(slots=True)
 class IngestPath:
     """One ingest function instance: a fresh in-memory idempotency store, real Powertools Metrics."""
@@ -257,13 +300,15 @@ class IngestPath:
     context: LambdaContext = field(default_factory=BenchContext)
 
     @classmethod
-    def fresh(cls) -> IngestPath:
-        """A new function instance; each timed run needs one, or every batch would be a redelivery."""
+    def fresh(cls, guard: Guard | None = None) -> IngestPath:
+        """A new function instance; each timed run needs one, or every batch would be a redelivery.
+
+        Without ``guard``, the ingest path alone (issue 2's figures); with one, the detection path too.
+        """
         store = InMemoryPersistenceLayer()
         metrics = Metrics(namespace=NAMESPACE)
         metrics.clear_metrics()  # Powertools shares metric state between instances: start empty
-        logger = Logger(service="rumguard-ingest-bench", stream=cast(IO[str], _LOG_SINK))
-        return cls(IngestApp(bench_settings(), store, metrics, logger), store, metrics)
+        return cls(IngestApp(bench_settings(), store, metrics, _bench_logger(), guard), store, metrics)
 
     def handle(self, event: dict[str, Any]) -> dict[str, Any]:
         """What the deployed handler does per invocation: decode, ingest once, flush the metrics."""
@@ -470,6 +515,554 @@ def measure_process_memory(payload: Payload, timeout: float = 120.0) -> dict[str
     return result
 
 
+# --- detection: DynamoDB writes per 1,000 events ------------------------------------------------------------
+#: DynamoDB's write requests.
+DYNAMODB_WRITES: Final = frozenset({"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"})
+#: Enforce mode, so the figures include what blocking writes (the bench's own settings are dry-run).
+ENFORCE_ENVIRONMENT: Final = {**BENCH_ENVIRONMENT, "RUMGUARD_MODE": "enforce"}
+#: What AWS WAF's rate-based rules take to mitigate, the anchor of the time-to-block goal.
+WAF_MITIGATION_SECONDS: Final = (30, 50)
+#: The time-to-block goal: the block lands within the invocation, well under a second of processing.
+TIME_TO_BLOCK_GOAL_MS: Final = 1000.0
+#: A subscription delivers a busy log group's events every few seconds; the flood trial cuts its traffic
+#: into one delivery per this much receipt time.
+DELIVERY_INTERVAL_MS: Final = 5_000
+#: Honest guests browsing while the flooder floods, in every time-to-block trial.
+BACKGROUND_GUESTS: Final = 30
+#: Runs of the in-memory detection path (each is a whole pass over the workload).
+DETECTION_REPEAT_MAX: Final = 2
+
+
+def enforce_settings(environ: dict[str, str] | None = None) -> IngestSettings:
+    """Ingest settings in enforce mode (the benchmark's own monitors unless ``environ`` is given)."""
+    return IngestSettings.from_environ(environ or ENFORCE_ENVIRONMENT)
+
+
+class CountingDecisionStore(InMemoryDecisionStore):
+    """The in-memory decision store, counting its write requests as the DynamoDB store would send them
+    (each of these methods is one ``PutItem``, ``UpdateItem`` or ``TransactWriteItems``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def create_block(self, block: Block, previous: Block | None, audit: AuditRecord) -> bool:
+        """Count, then store."""
+        self.writes += 1
+        return super().create_block(block, previous, audit)
+
+    def end_block(self, ended: Block, audit: AuditRecord) -> bool:
+        """Count, then end."""
+        self.writes += 1
+        return super().end_block(ended, audit)
+
+    def audit(self, record: AuditRecord) -> None:
+        """Count, then append."""
+        self.writes += 1
+        super().audit(record)
+
+    def mark_policy_applied(self, version: int) -> bool:
+        """Count, then mark."""
+        self.writes += 1
+        return super().mark_policy_applied(version)
+
+    def bump_policy_version(self) -> int:
+        """Count, then bump."""
+        self.writes += 1
+        return super().bump_policy_version()
+
+
+def denied_identities(document: str) -> frozenset[str]:
+    """The identity ids a deny policy document lists under ``cognito-identity.amazonaws.com:sub``."""
+    found: set[str] = set()
+    for statement in json.loads(document).get("Statement", []):
+        for condition in statement.get("Condition", {}).values():
+            ids = condition.get(SUB_KEY, [])
+            found.update([ids] if isinstance(ids, str) else ids)
+    return frozenset(found)
+
+
+class TimedGuestRole:
+    """A ``GuestRole`` around another one that notes when each policy write returned, and whom it denies.
+
+    ``writes`` holds ``(time.perf_counter() after the write, identities the policy denies)``.
+    """
+
+    def __init__(self, inner: GuestRole, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.inner = inner
+        self.clock = clock
+        self.writes: list[tuple[float, frozenset[str]]] = []
+
+    def inline_policies(self) -> dict[str, str]:
+        """The inner role's policies."""
+        return self.inner.inline_policies()
+
+    def put_policy(self, name: str, document: str) -> None:
+        """Write through, then note the time."""
+        self.inner.put_policy(name, document)
+        self.writes.append(
+            (self.clock(), denied_identities(document) if name.startswith(POLICY_PREFIX) else frozenset())
+        )
+
+    def delete_policy(self, name: str) -> None:
+        """Delete through."""
+        self.inner.delete_policy(name)
+
+    def denied_at(self, identity: str, since: float) -> float | None:
+        """When a policy listing ``identity`` was first written at or after ``since``."""
+        return next((at for at, ids in self.writes if at >= since and identity in ids), None)
+
+
+@dataclass(slots=True)
+class MemoryWorld:
+    """The decision service on in-memory ports, keeping the ports for the figures."""
+
+    guard: Guard
+    counters: InMemoryCounterStore
+    decisions: CountingDecisionStore
+    identities: InMemoryIdentityDirectory
+    role: TimedGuestRole
+    bus: RecordingBus
+
+    @classmethod
+    def fresh(cls, *, assume_guests: bool) -> MemoryWorld:
+        """A new world; ``assume_guests`` takes every well-formed id of the region for a guest of the pool
+        (the workload's identities were never registered anywhere)."""
+        settings = enforce_settings()
+        counters, decisions, bus = InMemoryCounterStore(), CountingDecisionStore(), RecordingBus()
+        identities = InMemoryIdentityDirectory(settings.identity_pool_id, assume_guests=assume_guests)
+        role = TimedGuestRole(InMemoryGuestRole(settings.guest_role_name))
+        guard = Guard(
+            settings.guard_config(settings.detection()),
+            store=decisions,
+            counters=counters,
+            identities=identities,
+            role=role,
+            bus=bus,
+            clock=SystemClock(),
+        )
+        return cls(guard, counters, decisions, identities, role, bus)
+
+
+@dataclass(slots=True)
+class DetectionCounts:
+    """What the detection path did and wrote over one run of deliveries."""
+
+    payloads: int = 0
+    log_events: int = 0
+    identity_batches: int = 0  # identities per guest delivery, summed: the most counter writes allowed
+    blocked: int = 0
+    forged: int = 0
+    counter_writes: int = 0
+    idempotency_writes: int = 0
+    decision_writes: int = 0
+
+    @property
+    def writes(self) -> int:
+        """Every DynamoDB write request."""
+        return self.counter_writes + self.idempotency_writes + self.decision_writes
+
+    def per_1000(self, n: int) -> float:
+        """``n`` per 1,000 log events."""
+        return round(1000 * n / self.log_events, 2) if self.log_events else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The figures for the report."""
+        return {
+            "payloads": self.payloads,
+            "log_events": self.log_events,
+            "guest_identity_batches": self.identity_batches,
+            "blocked": self.blocked,
+            "forged": self.forged,
+            "writes": {
+                "counters": self.counter_writes,
+                "idempotency": self.idempotency_writes,
+                "decisions": self.decision_writes,
+                "total": self.writes,
+            },
+            "writes_per_1000_events": self.per_1000(self.writes),
+            "counter_writes_per_1000_events": self.per_1000(self.counter_writes),
+        }
+
+
+def _detection_counts(summaries: Sequence[dict[str, Any]], payloads: Sequence[Payload]) -> DetectionCounts:
+    counts = DetectionCounts(payloads=len(summaries))
+    for summary, payload in zip(summaries, payloads, strict=True):
+        counts.log_events += summary["logEvents"]
+        counts.blocked += len(summary.get("blocked", []))
+        counts.forged += len(summary.get("forged", []))
+        if payload.log_group == log_group_of(GUEST):
+            counts.identity_batches += summary["identities"]
+    return counts
+
+
+def run_in_memory_detection(
+    payloads: Sequence[Payload], *, assume_guests: bool = True
+) -> tuple[float, DetectionCounts]:
+    """Every delivery through ingest and the decision service on in-memory ports: (seconds, counts).
+
+    ``assume_guests``: every identity is a guest of the pool (as if each shopper had been registered);
+    otherwise none is, as on the embedded AWS where the workload's identities were never created.
+    """
+    world = MemoryWorld.fresh(assume_guests=assume_guests)
+    path = IngestPath.fresh(world.guard)
+    seconds, summaries = _timed(path.run, [payload.event for payload in payloads])
+    counts = _detection_counts(summaries, payloads)
+    counts.counter_writes = world.counters.writes
+    counts.idempotency_writes = path.store.calls["put"] + path.store.calls["update"] + path.store.calls["delete"]
+    counts.decision_writes = world.decisions.writes
+    return seconds, counts
+
+
+def measure_detection_in_memory(workload: Workload, repeat: int) -> tuple[Timing, DetectionCounts]:
+    """The whole workload through the detection path on in-memory ports, ``repeat`` times (best counts)."""
+    timing = Timing(workload.events)
+    counts = DetectionCounts()
+    with emf_to_devnull():
+        for _ in range(repeat):
+            seconds, counts = run_in_memory_detection(workload.payloads)
+            timing.seconds.append(seconds)
+    return timing, counts
+
+
+class CallLog:
+    """Every AWS API call of the clients attached to it: ``(start, end, service, operation)``, in
+    ``time.perf_counter()`` seconds.
+
+    Attached with botocore's own ``before-call`` and ``after-call`` events, so it sees each request as the
+    adapters send it (the counter store sends from several threads at once).
+    """
+
+    _STARTED: Final = "rumguard_bench_started"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, float, str, str]] = []
+        self._lock = threading.Lock()
+
+    def attach(self, client: Any) -> Any:
+        """Log the calls of ``client``; returns it."""
+        client.meta.events.register("before-call", self._before)
+        client.meta.events.register("after-call", self._after)
+        return client
+
+    def _before(self, context: dict[str, Any] | None = None, **_: Any) -> None:
+        if context is not None:
+            context[self._STARTED] = time.perf_counter()
+
+    def _after(self, model: Any = None, context: dict[str, Any] | None = None, **_: Any) -> None:
+        ended = time.perf_counter()
+        if model is not None and context is not None and self._STARTED in context:
+            with self._lock:
+                self.calls.append((context[self._STARTED], ended, model.service_model.service_name, model.name))
+
+    def count(self, since: float = 0.0, until: float = math.inf) -> Counter[tuple[str, str]]:
+        """Calls per ``(service, operation)`` started between two times."""
+        with self._lock:
+            return Counter((service, op) for start, _, service, op in self.calls if since <= start <= until)
+
+    def waiting(self, since: float, until: float) -> float:
+        """Seconds between two times during which at least one call was in flight (overlaps counted once)."""
+        with self._lock:
+            spans = sorted((max(start, since), min(end, until)) for start, end, _, _ in self.calls)
+        total, reach = 0.0, since
+        for start, end in spans:
+            if end > reach:
+                total += end - max(start, reach)
+                reach = end
+        return total
+
+
+@dataclass(slots=True)
+class MotoWorld:
+    """The ingest function on the embedded AWS with the real adapters, as ``IngestApp.from_environ`` wires
+    it, over clients whose calls are logged, and the guest role timed."""
+
+    aws: EmbeddedAws
+    app: IngestApp
+    metrics: Metrics
+    role: TimedGuestRole
+    calls: CallLog
+    context: LambdaContext = field(default_factory=BenchContext)
+
+    @classmethod
+    def start(cls, aws: EmbeddedAws) -> MotoWorld:
+        """Wire the function to ``aws`` (started)."""
+        settings = enforce_settings(aws.ingest_environment())
+        calls = CallLog()
+        session = boto3.session.Session(region_name=aws.region)
+        dynamodb = calls.attach(session.client("dynamodb"))
+        role = TimedGuestRole(IamGuestRole(calls.attach(session.client("iam")), settings.guest_role_name))
+        guard = Guard(  # rumguard.runtime.aws_guard, with the timed role and clients the log sees
+            settings.guard_config(settings.detection()),
+            store=DynamoDecisionStore(dynamodb, settings.table_name),
+            counters=DynamoCounterStore(dynamodb, settings.table_name),
+            identities=CognitoIdentityDirectory(
+                calls.attach(session.client("cognito-identity")), settings.identity_pool_id
+            ),
+            role=role,
+            bus=EventBridgeBus(calls.attach(session.client("events")), settings.event_bus_name),
+            clock=SystemClock(),
+        )
+        store = dynamodb_idempotency_store(settings.table_name)
+        calls.attach(store.client)
+        metrics = Metrics(namespace=NAMESPACE)
+        metrics.clear_metrics()
+        return cls(aws, IngestApp(settings, store, metrics, _bench_logger(), guard), metrics, role, calls)
+
+    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        """One invocation, metrics flushed as the handler's decorator does."""
+        summary = self.app.handle(cloudwatch_logs_event(event), self.context)
+        self.metrics.flush_metrics()
+        return summary
+
+
+def moto_slice(workload: Workload, max_events: int) -> list[Payload]:
+    """The first deliveries of each monitor, in the workload's proportions, up to about ``max_events``."""
+    chosen: list[Payload] = []
+    for monitor in (GUEST, SIGNED_IN):
+        share = max_events * workload.by_monitor[monitor.name] / workload.events
+        taken = 0
+        for payload in workload.payloads:
+            if payload.log_group == log_group_of(monitor) and (taken < share or not taken):
+                chosen.append(payload)
+                taken += payload.events
+    return chosen
+
+
+def measure_detection_moto(workload: Workload, max_events: int) -> dict[str, Any]:
+    """A slice of the workload on moto with the real adapters: every DynamoDB write request counted, and
+    the same slice on the in-memory ports for comparison."""
+    from rumguard.local.aws import EmbeddedAws  # moto, here only: see the TYPE_CHECKING import
+
+    payloads = moto_slice(workload, max_events)
+    with EmbeddedAws(guest_monitors=(GUEST.name,), signed_in_monitors=(SIGNED_IN.name,)) as aws, emf_to_devnull():
+        world = MotoWorld.start(aws)
+        started = time.perf_counter()
+        summaries = [world.handle(payload.event) for payload in payloads]
+        seconds = time.perf_counter() - started
+        by_operation = {
+            op: n
+            for (service, op), n in sorted(world.calls.count().items())
+            if service == "dynamodb" and op in DYNAMODB_WRITES
+        }
+    counts = _detection_counts(summaries, payloads)
+    total = sum(by_operation.values())
+    with emf_to_devnull():
+        _, in_memory = run_in_memory_detection(payloads, assume_guests=False)
+    return {
+        "payloads": len(payloads),
+        "log_events": counts.log_events,
+        "guest_identity_batches": counts.identity_batches,
+        "blocked": counts.blocked,
+        "seconds": round(seconds, 2),
+        "dynamodb_writes": {**by_operation, "total": total},
+        "writes_per_1000_events": counts.per_1000(total),
+        "in_memory_writes_same_deliveries": in_memory.writes,
+        "matches_in_memory": total == in_memory.writes,
+    }
+
+
+# --- detection: time to block -------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class BlockTiming:
+    """The delivery that crossed the flood threshold, and when the deny policy listing the flooder landed."""
+
+    time_to_block_ms: float
+    invocation_ms: float
+    batch: int
+    batches: int
+    batch_events: int
+    batch_identities: int
+    calls_to_policy: dict[str, int]
+    #: Of ``time_to_block_ms``, the time with an AWS call in flight (moto, in this process).
+    in_aws_calls_ms: float
+
+    def summary(self) -> dict[str, Any]:
+        """The figures for the report."""
+        return {
+            "time_to_block_ms": round(self.time_to_block_ms, 2),
+            "in_aws_calls_ms": round(self.in_aws_calls_ms, 2),
+            "in_rumguard_code_ms": round(self.time_to_block_ms - self.in_aws_calls_ms, 2),
+            "invocation_ms": round(self.invocation_ms, 2),
+            "batch": self.batch,
+            "batches": self.batches,
+            "batch_events": self.batch_events,
+            "batch_identities": self.batch_identities,
+            "calls_to_policy": self.calls_to_policy,
+        }
+
+
+def flood_deliveries(traffic: BotTraffic, flooder: str, at_ms: int, id_base: int) -> list[dict[str, Any]]:
+    """A flooder among honest guests, as the guest monitor's deliveries.
+
+    From the delivery that crosses the flood threshold on, one delivery per ``DELIVERY_INTERVAL_MS`` of
+    receipt time, as a busy log group's subscription delivers. The traffic before it only has to build
+    up the counters, so it goes in as few deliveries as CloudWatch Logs' size limit allows (on moto each
+    counter write costs tens of milliseconds; the counts, and so the crossing, come out the same).
+    """
+    bot = traffic.event_flood(flooder, at_ms)
+    records = list(bot.records)
+    rng = traffic.rng
+    span = bot.last_ms - bot.first_ms
+    for _ in range(BACKGROUND_GUESTS):
+        start = bot.first_ms + rng.randint(0, max(1, span))
+        records += traffic.guest_browse(identity_id(rng), pages=rng.randint(2, 6), at_ms=start)
+    records.sort(key=lambda record: record.timestamp_ms)
+    windows = [list(w) for _, w in itertools.groupby(records, key=lambda r: r.timestamp_ms // DELIVERY_INTERVAL_MS)]
+    limit, seen, crossing = Detection().thresholds[Rule.EVENT_FLOOD].limit, 0, len(windows)
+    for number, window in enumerate(windows):
+        seen += sum(1 for record in window if record.identity == flooder)
+        if seen > limit:
+            crossing = number
+            break
+    sequence = itertools.count(id_base)
+    log_group = log_group_of(GUEST)
+
+    def deliveries(part: Sequence[LogRecord]) -> list[dict[str, Any]]:
+        log_events = [LogEvent(str(next(sequence)), r.timestamp_ms, r.message) for r in part]
+        return [encode(batch_document(log_group, batch)) for batch in batches(log_events)]
+
+    events = deliveries([record for window in windows[:crossing] for record in window])
+    for window in windows[crossing:]:
+        events += deliveries(window)
+    return events
+
+
+def time_one_block(
+    handle: Callable[[dict[str, Any]], dict[str, Any]],
+    role: TimedGuestRole,
+    deliveries: Sequence[dict[str, Any]],
+    flooder: str,
+    calls: CallLog | None = None,
+) -> BlockTiming:
+    """Hand the deliveries over one by one until one blocks ``flooder``; time that invocation."""
+    for number, event in enumerate(deliveries, start=1):
+        started = time.perf_counter()
+        summary = handle(event)
+        ended = time.perf_counter()
+        if flooder not in summary.get("blocked", []):
+            continue
+        written = role.denied_at(flooder, started)
+        if written is None:
+            raise RuntimeError(f"the invocation blocked {flooder} but wrote no deny policy listing it")
+        made = calls.count(started, written) if calls else Counter()
+        by_service: Counter[str] = Counter()
+        for (service, _op), n in made.items():
+            by_service[service] += n
+        return BlockTiming(
+            time_to_block_ms=1000 * (written - started),
+            invocation_ms=1000 * (ended - started),
+            batch=number,
+            batches=len(deliveries),
+            batch_events=summary["logEvents"],
+            batch_identities=summary["identities"],
+            calls_to_policy=dict(sorted(by_service.items())),
+            in_aws_calls_ms=1000 * calls.waiting(started, written) if calls else 0.0,
+        )
+    raise RuntimeError(f"no delivery blocked the flooder {flooder} ({len(deliveries)} deliveries)")
+
+
+def _timings_summary(timings: Sequence[BlockTiming]) -> dict[str, Any]:
+    values = [t.time_to_block_ms for t in timings]
+    return {
+        "trials": len(timings),
+        "median_ms": round(statistics.median(values), 2),
+        "min_ms": round(min(values), 2),
+        "max_ms": round(max(values), 2),
+        "invocation_median_ms": round(statistics.median(t.invocation_ms for t in timings), 2),
+        "in_aws_calls_median_ms": round(statistics.median(t.in_aws_calls_ms for t in timings), 2),
+        "in_rumguard_code_median_ms": round(
+            statistics.median(t.time_to_block_ms - t.in_aws_calls_ms for t in timings), 2
+        ),
+        "runs": [t.summary() for t in timings],
+    }
+
+
+def measure_time_to_block(trials: int, seed: int) -> dict[str, Any]:
+    """``trials`` flooders on moto (real adapters) and on the in-memory ports; each a new guest of the pool."""
+    from rumguard.local.aws import EmbeddedAws  # moto, here only: see the TYPE_CHECKING import
+
+    traffic = BotTraffic(GUEST, SIGNED_IN, seed=seed)
+    at_ms = (int(time.time()) // 60 - 20) * 60_000
+    moto: list[BlockTiming] = []
+    memory: list[BlockTiming] = []
+    with EmbeddedAws(guest_monitors=(GUEST.name,), signed_in_monitors=(SIGNED_IN.name,)) as aws, emf_to_devnull():
+        world = MotoWorld.start(aws)
+        for trial in range(trials):
+            flooder = aws.new_guest()
+            deliveries = flood_deliveries(traffic, flooder, at_ms, LOG_EVENT_ID_BASE + trial * 10**9)
+            moto.append(time_one_block(world.handle, world.role, deliveries, flooder, world.calls))
+    with emf_to_devnull():
+        for trial in range(trials):
+            local = MemoryWorld.fresh(assume_guests=False)
+            flooder = local.identities.new_guest()
+            path = IngestPath.fresh(local.guard)
+            deliveries = flood_deliveries(traffic, flooder, at_ms, LOG_EVENT_ID_BASE + trial * 10**9)
+            memory.append(time_one_block(path.handle, local.role, deliveries, flooder))
+    return {
+        "flood": {
+            "bot_events_at_least": beyond(Detection().thresholds[Rule.EVENT_FLOOD]),
+            "limit": Detection().thresholds[Rule.EVENT_FLOOD].limit,
+            "window_minutes": Detection().thresholds[Rule.EVENT_FLOOD].window_minutes,
+            "background_guests": BACKGROUND_GUESTS,
+            "delivery_interval_seconds": DELIVERY_INTERVAL_MS / 1000,
+        },
+        "moto": _timings_summary(moto),
+        "in_memory": _timings_summary(memory),
+    }
+
+
+def measure_detection(
+    workload: Workload,
+    *,
+    repeat: int,
+    moto_events: int,
+    trials: int,
+    seed: int,
+    progress: Callable[[str], None] = lambda message: None,
+) -> dict[str, Any]:
+    """Every detection figure of the report; ``progress`` hears what each part took."""
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    timing, counts = measure_detection_in_memory(workload, repeat)
+    seconds["in_memory"] = round(time.perf_counter() - started, 1)
+    progress(f"in-memory ports, {repeat} runs over {workload.events:,} events: {seconds['in_memory']} s")
+    started = time.perf_counter()
+    moto = measure_detection_moto(workload, moto_events)
+    seconds["moto_writes"] = round(time.perf_counter() - started, 1)
+    progress(f"DynamoDB writes on moto, {moto['log_events']:,} events: {seconds['moto_writes']} s")
+    started = time.perf_counter()
+    blocking = measure_time_to_block(trials, seed)
+    seconds["time_to_block"] = round(time.perf_counter() - started, 1)
+    progress(f"time to block, {trials} flooders on moto and in memory: {seconds['time_to_block']} s")
+    time_to_block = blocking["moto"]["median_ms"]
+    thresholds = Detection().thresholds
+    return {
+        "rules": {rule.value: {"limit": t.limit, "window_minutes": t.window_minutes} for rule, t in thresholds.items()},
+        "in_memory": {**timing.summary(), **counts.summary()},
+        "moto": moto,
+        "writes_per_1000_events": counts.per_1000(counts.writes),
+        "time_to_block": blocking,
+        "time_to_block_ms": time_to_block,
+        "waf_mitigation_seconds": list(WAF_MITIGATION_SECONDS),
+        "measured_seconds": seconds,
+        "goals": {
+            "one_counter_write_per_identity_per_batch": {
+                "counter_writes": counts.counter_writes,
+                "guest_identity_batches": counts.identity_batches,
+                "met": counts.counter_writes == counts.identity_batches,
+            },
+            "time_to_block": {
+                "target_ms": TIME_TO_BLOCK_GOAL_MS,
+                "value_ms": time_to_block,
+                "max_ms": blocking["moto"]["max_ms"],
+                # Every block landed within its crossing invocation (``time_one_block`` checks it).
+                "met": time_to_block < TIME_TO_BLOCK_GOAL_MS,
+            },
+        },
+    }
+
+
 # --- profiling --------------------------------------------------------------------------------------------
 def profile_ingest(workload: Workload, top: int) -> str:
     """cProfile of one ingest run: the ``top`` functions by own time, as text."""
@@ -513,14 +1106,15 @@ def build_report(
     counts: IngestCounts,
     memory: dict[str, Any],
     repeat: int,
+    detection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every figure of a run, as written to the JSON file."""
+    """Every figure of a run, as written to the JSON file (``detection`` when it was measured)."""
     ratio = ingest.rate / ceiling.rate
     process = memory.get("process") or {}
     memory_figures = [memory["ingest_peak_bytes"]]
     if "peak_rss_bytes" in process:
         memory_figures.append(process["peak_rss_bytes"])
-    return {
+    report: dict[str, Any] = {
         "benchmark": "rumguard ingest",
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "repeat": repeat,
@@ -546,6 +1140,9 @@ def build_report(
             },
         },
     }
+    if detection is not None:
+        report["detection"] = detection
+    return report
 
 
 def _mib(n: int | None) -> str:
@@ -608,6 +1205,71 @@ def print_report(console: Any, report: dict[str, Any]) -> None:
     )
 
 
+def print_detection(console: Any, detection: dict[str, Any]) -> None:
+    """The detection figures as a rich table, and their goals."""
+    from rich.table import Table
+
+    memory, moto, blocking = detection["in_memory"], detection["moto"], detection["time_to_block"]
+    table = Table(title="detection path (counters, rules, decisions, enforcement)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row(
+        f"ingest + detection, in-memory ports (best of {len(memory['runs_seconds'])})",
+        f"{memory['events_per_second']:,} events/s, {memory['microseconds_per_event']:.2f} us/event",
+    )
+    writes = memory["writes"]
+    table.add_row(
+        f"DynamoDB writes / 1,000 events, in-memory ports ({memory['log_events']:,} events)",
+        f"{memory['writes_per_1000_events']:.2f} (counters {writes['counters']:,}, idempotency "
+        f"{writes['idempotency']:,}, decisions {writes['decisions']:,})",
+    )
+    operations = ", ".join(f"{op} {n:,}" for op, n in moto["dynamodb_writes"].items() if op != "total")
+    table.add_row(
+        f"DynamoDB writes / 1,000 events, moto, real adapters ({moto['log_events']:,} events)",
+        f"{moto['writes_per_1000_events']:.2f} ({operations}; "
+        f"{'equal to' if moto['matches_in_memory'] else 'NOT equal to'} the in-memory count)",
+    )
+    memory_block, moto_block = blocking["in_memory"], blocking["moto"]
+    calls = moto_block["runs"][0]["calls_to_policy"] if moto_block["runs"] else {}
+    table.add_row(
+        f"time to block, moto, real adapters (median / max of {moto_block['trials']})",
+        f"{moto_block['median_ms']:,.1f} / {moto_block['max_ms']:,.1f} ms "
+        f"(whole invocation {moto_block['invocation_median_ms']:,.1f} ms)",
+    )
+    table.add_row(
+        "  of which AWS calls in flight (moto) / the rest (our code, botocore)",
+        f"{moto_block['in_aws_calls_median_ms']:,.1f} / {moto_block['in_rumguard_code_median_ms']:,.1f} ms",
+    )
+    table.add_row(
+        "  AWS calls until the policy was written",
+        ", ".join(f"{service} {n}" for service, n in calls.items()) or "-",
+    )
+    table.add_row(
+        f"time to block, in-memory ports (median / max of {memory_block['trials']})",
+        f"{memory_block['median_ms']:,.2f} / {memory_block['max_ms']:,.2f} ms",
+    )
+    waf_low, waf_high = detection["waf_mitigation_seconds"]
+    table.add_row("AWS WAF rate-based rule, time to mitigate", f"{waf_low} to {waf_high} s")
+    if memory["blocked"]:
+        table.add_row(
+            "identities of the simulated mix blocked (a small --identities pool reuses identities)",
+            f"{memory['blocked']:,}",
+        )
+    console.print(table)
+    goals = detection["goals"]
+    one_write, block_goal = goals["one_counter_write_per_identity_per_batch"], goals["time_to_block"]
+    console.print(
+        _verdict(one_write["met"])
+        + f" counter writes {one_write['counter_writes']:,} for {one_write['guest_identity_batches']:,} "
+        "(identity, guest delivery) pairs: at most one write per identity per batch"
+    )
+    console.print(
+        _verdict(block_goal["met"])
+        + f" time to block {block_goal['value_ms']:,.1f} ms median ({block_goal['max_ms']:,.1f} ms at most), within "
+        f"the crossing batch's invocation (goal < {block_goal['target_ms']:,.0f} ms; WAF: {waf_low} to {waf_high} s)"
+    )
+
+
 def _verdict(met: bool) -> str:
     return "[bold green]GOAL MET[/]   " if met else "[bold red]GOAL MISSED[/]"
 
@@ -628,6 +1290,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile", type=int, default=0, metavar="N", help="also print the top N functions of a cProfile run"
     )
+    parser.add_argument(
+        "--no-detection",
+        action="store_true",
+        help="skip the detection figures (writes per 1,000 events, time to block)",
+    )
+    parser.add_argument(
+        "--moto-events", type=_positive, default=4000, help="events of the writes count on moto (default 4000)"
+    )
+    parser.add_argument("--trials", type=_positive, default=3, help="flooders timed to their block (default 3)")
 
 
 def _positive(text: str) -> int:
@@ -668,8 +1339,25 @@ def run(args: argparse.Namespace, console: Any = None) -> int:
     if not args.no_process_probe:
         memory["process"] = measure_process_memory(workload.largest())
 
-    report = build_report(workload, ceiling, ingest, counts, memory, args.repeat)
+    detection = None
+    if not args.no_detection:
+        console.print(
+            f"measuring the detection path: in-memory ports ({min(args.repeat, DETECTION_REPEAT_MAX)} runs), "
+            f"DynamoDB writes on moto (~{args.moto_events:,} events), time to block ({args.trials} flooders)..."
+        )
+        detection = measure_detection(
+            workload,
+            repeat=min(args.repeat, DETECTION_REPEAT_MAX),
+            moto_events=args.moto_events,
+            trials=args.trials,
+            seed=args.seed,
+            progress=lambda message: console.print(f"  {message}"),
+        )
+
+    report = build_report(workload, ceiling, ingest, counts, memory, args.repeat, detection)
     print_report(console, report)
+    if detection is not None:
+        print_detection(console, detection)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     console.print(f"figures written to {args.output}")
@@ -684,6 +1372,14 @@ def run(args: argparse.Namespace, console: Any = None) -> int:
             f"{counts.rejected} of {workload.events:,} generated events"
         )
         return 1
+    if detection is not None:
+        found = detection["in_memory"]
+        if found["log_events"] != workload.events or not detection["moto"]["matches_in_memory"]:
+            console.print(
+                f"[bold red]INVALID RUN[/]: the detection path saw {found['log_events']:,} of {workload.events:,} "
+                "events, or moto got another number of DynamoDB writes than the in-memory ports counted"
+            )
+            return 1
     return 0
 
 

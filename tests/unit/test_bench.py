@@ -1,4 +1,5 @@
-"""The benchmark's machinery on a tiny input, and the in-memory idempotency store it runs on."""
+"""The benchmark's machinery on a tiny input (the ingest figures and the detection figures beside them), and
+the in-memory idempotency store it runs on. Timings are checked for shape, never for speed."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import base64
 import io
 import json
+import time
 import warnings
 import zlib
 from pathlib import Path
@@ -24,9 +26,14 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import D
 from rich.console import Console
 
 from rumguard import bench
+from rumguard.detection import Detection, Rule
 from rumguard.events import EventKind
+from rumguard.local.bots import BotTraffic
+from rumguard.local.fakes import InMemoryGuestRole
 from rumguard.local.memory import InMemoryPersistenceLayer
 from rumguard.local.subscription import MAX_BATCH_BYTES, MAX_BATCH_EVENTS
+from rumguard.local.traffic import identity_id
+from rumguard.policy import BLOCKS_POLICY, blocks_document, render
 from rumguard.runtime import cloudwatch_logs_event
 
 NOW = 1_767_225_600.0
@@ -53,7 +60,10 @@ def decoded(payload: bench.Payload) -> dict[str, Any]:
 # --- the command ---------------------------------------------------------------------------------------------
 def test_bench_writes_sane_figures_and_counts_every_generated_event(tmp_path: Path) -> None:
     output = tmp_path / "nested" / "ingest.json"
-    code, printed = run_bench("--events", "2000", "--identities", "50", "--repeat", "2", "--output", str(output))
+    code, printed = run_bench(
+        "--events", "2000", "--identities", "50", "--repeat", "2", "--output", str(output),
+        "--trials", "1", "--moto-events", "500",
+    )  # fmt: skip
 
     assert code == 0
     report = json.loads(output.read_text())
@@ -85,6 +95,62 @@ def test_bench_writes_sane_figures_and_counts_every_generated_event(tmp_path: Pa
     assert "memory per 1 MB batch" in printed
     assert f"figures written to {output}" in printed
 
+    # The detection figures sit beside the ones above, which they leave alone.
+    detection = report["detection"]
+    in_memory, moto, blocking = detection["in_memory"], detection["moto"], detection["time_to_block"]
+    assert in_memory["log_events"] == 2000 and in_memory["payloads"] == work["payloads"]
+    assert len(in_memory["runs_seconds"]) == 2 and in_memory["events_per_second"] > 0
+    writes = in_memory["writes"]
+    assert writes["idempotency"] == 2 * work["payloads"]  # a put and an update per delivery
+    assert writes["counters"] == in_memory["guest_identity_batches"] > 0  # one per identity per guest batch
+    assert writes["total"] == writes["counters"] + writes["idempotency"] + writes["decisions"]
+    assert detection["writes_per_1000_events"] == in_memory["writes_per_1000_events"]
+    assert in_memory["writes_per_1000_events"] == pytest.approx(1000 * writes["total"] / 2000, abs=0.01)
+    assert in_memory["counter_writes_per_1000_events"] < in_memory["writes_per_1000_events"]
+    assert 0 < moto["log_events"] < 2000 and moto["payloads"] >= 2  # a slice of both monitors
+    assert moto["matches_in_memory"] is True
+    assert moto["dynamodb_writes"]["total"] == moto["in_memory_writes_same_deliveries"]
+    assert moto["dynamodb_writes"]["PutItem"] == moto["payloads"]  # the idempotency records
+    assert moto["writes_per_1000_events"] > 0
+    for where in ("moto", "in_memory"):
+        timing = blocking[where]
+        assert timing["trials"] == len(timing["runs"]) == 1
+        (run,) = timing["runs"]
+        assert run["time_to_block_ms"] == timing["median_ms"] <= run["invocation_ms"]
+        assert 1 <= run["batch"] <= run["batches"]
+        assert run["batch_events"] > 0 and run["batch_identities"] >= 1
+    moto_run = blocking["moto"]["runs"][0]
+    assert moto_run["calls_to_policy"]["iam"] >= 1  # the PutRolePolicy itself
+    assert moto_run["calls_to_policy"]["cognito-identity"] == 1  # DescribeIdentity before the block
+    assert moto_run["in_aws_calls_ms"] + moto_run["in_rumguard_code_ms"] == pytest.approx(
+        moto_run["time_to_block_ms"], abs=0.02
+    )
+    assert blocking["in_memory"]["runs"][0]["calls_to_policy"] == {}
+    assert blocking["flood"]["bot_events_at_least"] > blocking["flood"]["limit"] == 1000
+    assert detection["time_to_block_ms"] == blocking["moto"]["median_ms"]
+    assert detection["waf_mitigation_seconds"] == [30, 50]
+    assert set(detection["rules"]) == {rule.value for rule in Rule}
+    goals = detection["goals"]
+    assert goals["one_counter_write_per_identity_per_batch"]["met"] is True
+    assert isinstance(goals["time_to_block"]["met"], bool)
+    assert goals["time_to_block"]["target_ms"] == 1000
+    assert set(detection["measured_seconds"]) == {"in_memory", "moto_writes", "time_to_block"}
+    assert "time to block" in printed and "DynamoDB writes / 1,000 events" in printed
+
+
+def test_bench_without_detection_writes_the_ingest_figures_only(tmp_path: Path) -> None:
+    output = tmp_path / "ingest.json"
+    code, printed = run_bench(
+        "--events", "500", "--identities", "20", "--repeat", "1", "--no-process-probe", "--no-detection",
+        "--output", str(output),
+    )  # fmt: skip
+
+    assert code == 0
+    report = json.loads(output.read_text())
+    assert "detection" not in report
+    assert set(report["goals"]) == {"ratio", "memory"}
+    assert "time to block" not in printed
+
 
 def test_bench_options_reject_nonsense() -> None:
     parser = argparse.ArgumentParser()
@@ -93,6 +159,9 @@ def test_bench_options_reject_nonsense() -> None:
         parser.parse_args(["--events", "0"])
     args = parser.parse_args([])
     assert (args.events, args.identities, args.output) == (300_000, 1000, Path(".bench/ingest.json"))
+    assert (args.trials, args.moto_events, args.no_detection) == (3, 4000, False)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--trials", "0"])
 
 
 # --- the workload ----------------------------------------------------------------------------------------------
@@ -283,3 +352,99 @@ def test_payload_validation_rejects_a_different_payload_under_the_same_key() -> 
         assert once(order={"id": 1, "amount": 5}) == {"charged": 5}
         with pytest.raises(IdempotencyValidationError):
             once(order={"id": 1, "amount": 6})
+
+
+# --- the detection figures' machinery ------------------------------------------------------------------------
+def test_in_memory_detection_writes_once_per_identity_and_batch(workload: bench.Workload) -> None:
+    timing, counts = bench.measure_detection_in_memory(workload, 1)
+
+    assert len(timing.seconds) == 1
+    assert counts.log_events == workload.events
+    guest_group = bench.log_group_of(bench.GUEST)
+    guest_identities = 0
+    for payload in workload.payloads:
+        if payload.log_group == guest_group:
+            messages = [json.loads(e["message"]) for e in decoded(payload)["logEvents"]]
+            guest_identities += len({m["metadata"]["cognitoIdentityId"] for m in messages})
+    assert counts.counter_writes == counts.identity_batches == guest_identities
+    assert counts.idempotency_writes == 2 * len(workload.payloads)
+    assert counts.writes == counts.counter_writes + counts.idempotency_writes + counts.decision_writes
+
+
+def test_moto_slice_takes_both_monitors_in_proportion(workload: bench.Workload) -> None:
+    chosen = bench.moto_slice(workload, 800)
+    groups = {payload.log_group for payload in chosen}
+    assert groups == {bench.log_group_of(bench.GUEST), bench.log_group_of(bench.SIGNED_IN)}
+    assert [p for p in workload.payloads if p in chosen] == chosen  # in delivery order, each once
+    assert sum(p.events for p in chosen) < workload.events
+
+
+def test_timed_guest_role_notes_when_a_policy_denying_an_identity_was_written() -> None:
+    ticks = iter([10.0, 20.0, 30.0])
+    role = bench.TimedGuestRole(InMemoryGuestRole(), clock=lambda: next(ticks))
+    first, second = "us-east-1:00000000-0000-4000-8000-000000000001", "us-east-1:00000000-0000-4000-8000-000000000002"
+
+    role.put_policy("other", render(blocks_document([second])))  # not RUM Guard's: its ids do not count
+    role.put_policy(BLOCKS_POLICY, render(blocks_document([first])))
+    role.put_policy(BLOCKS_POLICY, render(blocks_document([first, second])))
+
+    assert role.denied_at(first, 0.0) == 20.0
+    assert role.denied_at(first, 25.0) == 30.0
+    assert role.denied_at(second, 0.0) == 30.0
+    assert role.denied_at("us-east-1:00000000-0000-4000-8000-000000000003", 0.0) is None
+    assert set(role.inline_policies()) == {"other", BLOCKS_POLICY}
+    role.delete_policy("other")
+    assert set(role.inline_policies()) == {BLOCKS_POLICY}
+
+
+def test_call_log_counts_calls_and_the_time_any_was_in_flight() -> None:
+    log = bench.CallLog()
+    log.calls += [(1.0, 3.0, "dynamodb", "UpdateItem"), (2.0, 5.0, "dynamodb", "UpdateItem"), (7.0, 8.0, "iam", "X")]
+
+    assert log.waiting(0.0, 10.0) == pytest.approx(5.0)  # 1-5 and 7-8, the overlap once
+    assert log.waiting(4.0, 7.5) == pytest.approx(1.5)  # clipped to the interval
+    assert log.count(0.0, 6.0) == {("dynamodb", "UpdateItem"): 2}
+    assert log.count() == {("dynamodb", "UpdateItem"): 2, ("iam", "X"): 1}
+
+
+def test_counting_decision_store_counts_every_write() -> None:
+    store = bench.CountingDecisionStore()
+    store.bump_policy_version()
+    store.mark_policy_applied(1)
+    assert store.writes == 2
+    assert store.policy_versions() == (1, 1)
+
+
+def test_flood_deliveries_cross_the_threshold_in_one_short_delivery() -> None:
+    traffic = BotTraffic(bench.GUEST, bench.SIGNED_IN, seed=2)
+    flooder = identity_id(traffic.rng)
+    at_ms = (int(time.time()) // 60 - 20) * 60_000
+    events = bench.flood_deliveries(traffic, flooder, at_ms, bench.LOG_EVENT_ID_BASE)
+
+    limit = Detection().thresholds[Rule.EVENT_FLOOD].limit
+    seen, crossing = 0, None
+    for number, event in enumerate(events):
+        log_events = cloudwatch_logs_event(event).parse_logs_data().log_events
+        seen += sum(1 for e in log_events if flooder in e.message)
+        if crossing is None and seen > limit:
+            crossing = number
+            stamps = [e.timestamp for e in log_events]
+            assert max(stamps) // bench.DELIVERY_INTERVAL_MS == min(stamps) // bench.DELIVERY_INTERVAL_MS
+    assert crossing is not None and 1 <= crossing < len(events) - 1
+
+
+def test_time_to_block_on_the_in_memory_ports_finds_the_crossing_delivery() -> None:
+    traffic = BotTraffic(bench.GUEST, bench.SIGNED_IN, seed=5)
+    world = bench.MemoryWorld.fresh(assume_guests=False)
+    flooder = world.identities.new_guest()
+    events = bench.flood_deliveries(traffic, flooder, (int(time.time()) // 60 - 20) * 60_000, bench.LOG_EVENT_ID_BASE)
+    path = bench.IngestPath.fresh(world.guard)
+
+    with bench.emf_to_devnull():
+        timing = bench.time_one_block(path.handle, world.role, events, flooder)
+
+    assert [block.identity_id for block in world.decisions.blocks()] == [flooder]
+    assert not world.identities.exists(flooder)
+    assert world.bus.of("Identity Blocked")[0]["identityId"] == flooder
+    assert timing.batches == len(events) and 1 <= timing.batch < timing.batches
+    assert timing.calls_to_policy == {} and timing.in_aws_calls_ms == 0.0
