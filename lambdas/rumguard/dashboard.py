@@ -6,8 +6,8 @@ embeds with ``!Sub``; a contract test holds the two equal, and ``rumguard dashbo
 
 Per app monitor: traffic, errors (counts and the rates the alarms watch), page-load and web-vital percentiles,
 blocks and rejected events, and the state of the monitor's alarms. Then the pool-wide deny policy, and the
-pipeline's health: the functions' errors, throttles, durations and event age, the dead-letter queues, and the
-template's pipeline alarms.
+pipeline's health: the functions' errors, throttles, durations and event age, the dead-letter queues, the
+template's pipeline alarms, and the operator API's answers.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ PIPELINE_ALARMS: Final = (
     "sweeper-errors",
     "sweeper-not-running",
     "notify-throttles",
+    "api-errors",
+    "api-throttles",
 )
 #: The template's alarms about the notify function itself, ``<prefix>-<label>``: outside ``<prefix>/`` so that
 #: they never depend on the function they watch (they publish to the topic directly).
@@ -66,6 +68,8 @@ class DashboardValues:
     async_functions: Sequence[str]
     #: label -> SQS queue name.
     queues: Mapping[str, str]
+    #: The operator API's API Gateway name and stage (its requests, errors and latency), if there is one.
+    api: tuple[str, str] | None = None
 
 
 #: The placeholders template.yaml's ``!Sub`` fills in.
@@ -76,12 +80,18 @@ TEMPLATE_VALUES: Final = DashboardValues(
     account_id="${AWS::AccountId}",
     partition="${AWS::Partition}",
     alarm_prefix="${AWS::StackName}",
-    functions={"ingest": "${IngestFunction}", "sweeper": "${SweeperFunction}", "notify": "${NotifyFunction}"},
+    functions={
+        "ingest": "${IngestFunction}",
+        "sweeper": "${SweeperFunction}",
+        "notify": "${NotifyFunction}",
+        "api": "${ApiFunction}",
+    },
     async_functions=("ingest", "notify"),
     queues={
         "ingest dead letters": "${IngestDeadLetterQueue.QueueName}",
         "notify dead letters": "${NotifyDeadLetterQueue.QueueName}",
     },
+    api=("${AWS::StackName}-api", "api"),
 )
 
 
@@ -310,6 +320,25 @@ def _pipeline_section(layout: _Layout, values: DashboardValues) -> None:
     names = [f"{values.alarm_prefix}/{label}" for label in PIPELINE_ALARMS]
     names += [f"{values.alarm_prefix}-{label}" for label in NOTIFY_SELF_ALARMS]
     layout.add(_alarms(values, "Pipeline alarms", names), 12)
+    if values.api is not None:
+        name, stage = values.api
+
+        def gateway(metric: str, **options: Any) -> list[Any]:
+            return ["AWS/ApiGateway", metric, "ApiName", name, "Stage", stage, options]
+
+        layout.add(
+            _graph(
+                values,
+                "Operator API: requests, 4xx and 5xx answers; latency p99 (ms, right)",
+                [
+                    gateway("Count", label="requests"),
+                    gateway("4XXError", label="4xx answers"),
+                    gateway("5XXError", label="5xx answers"),
+                    gateway("Latency", stat="p99", label="latency p99", yAxis="right"),
+                ],
+            ),
+            12,
+        )
 
 
 def dashboard_body(values: DashboardValues = TEMPLATE_VALUES) -> dict[str, Any]:

@@ -208,14 +208,12 @@ class SweeperApp:
         """The deployed wiring."""
         settings = SweeperSettings.from_environ(environ)
         monitors = settings.monitor_directory()  # fail the cold start on a bad monitor list, not the first sweep
-        alarms = None
-        if settings.alarm_prefix is not None:
-            alarms = AlarmReconciler(
-                CloudWatchAlarms(boto3.client("cloudwatch")),
-                settings.alarm_prefix,
-                monitors.monitors,
-                settings.alarm_thresholds(),
-            )
+        alarms = AlarmReconciler(
+            CloudWatchAlarms(boto3.client("cloudwatch")),
+            settings.alarm_prefix,
+            monitors.monitors,
+            settings.alarm_thresholds(),
+        )
         return cls(aws_guard(settings, GuardConfig(mode=settings.mode)), metrics, logger, alarms)
 
     def handle(self, event: Mapping[str, Any], context: LambdaContext | None) -> dict[str, Any]:

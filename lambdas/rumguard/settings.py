@@ -160,14 +160,14 @@ class AlarmSettings(_Settings):
     """The per-monitor CloudWatch alarms the sweeper publishes (``rumguard.alarms``), and their thresholds.
 
     ``ALARM_PREFIX`` names the alarms (``<prefix>/<monitor>/<kind>``); template.yaml sets it to the stack name.
-    Without it the sweeper publishes no alarms (environments made before alarms existed); it never guesses one.
+    It is required (a missing one fails the cold start): the sweeper never guesses whose alarms it reconciles.
     The thresholds default to ``rumguard.alarms.AlarmThresholds``: a guest traffic surge beyond 3 standard
     deviations of the anomaly detection band, more than 5 JS errors per 100 page views, more than 10 failed
     HTTP requests per 100 events (rates count only in 5-minute periods with at least 20 page views or events),
     more than 10 blocks or 100 rejected events in 5 minutes, and the deny policy over 80 % full.
     """
 
-    alarm_prefix: str | None = Field(alias="ALARM_PREFIX", default=None, pattern=ALARM_PREFIX_PATTERN)
+    alarm_prefix: str = Field(alias="ALARM_PREFIX", pattern=ALARM_PREFIX_PATTERN)
     traffic_surge_band: float = Field(alias="TRAFFIC_SURGE_BAND", default=3.0, ge=0.5, le=10)
     js_error_rate_percent: float = Field(alias="JS_ERROR_RATE_PERCENT", default=5.0, ge=0)
     http_error_rate_percent: float = Field(alias="HTTP_ERROR_RATE_PERCENT", default=10.0, ge=0, le=100)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import pytest
 from moto import mock_aws
 
-from rumguard.settings import IngestSettings, SettingsError, SweeperSettings
+from rumguard.settings import ApiSettings, IngestSettings, NotifySettings, SettingsError, SweeperSettings
 
 
 class SettingsModel(Protocol):
@@ -40,6 +40,8 @@ class SettingsModel(Protocol):
 SETTINGS: dict[str, type[SettingsModel]] = {
     "IngestFunction": IngestSettings,
     "SweeperFunction": SweeperSettings,
+    "NotifyFunction": NotifySettings,
+    "ApiFunction": ApiSettings,
 }
 #: A number parameter without MaxValue: the settings must accept at least this much.
 LARGE = 10**9
@@ -51,8 +53,15 @@ PARAMETER_EXAMPLES = {
     "IdentityPoolId": "us-east-1:0b6a1f6e-3c2d-4e5f-8a9b-7c6d5e4f3a2b",
     "GuestRoleName": "RetailDemoStore-CognitoUnauthRole",
 }
+#: What CloudFormation's pseudo parameters give.
+PSEUDO_PARAMETERS = {
+    "AWS::StackName": "rumguard-contract",
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+}
 #: What ``Ref`` returns for a resource of each type.
 REF_EXAMPLES = {
+    "AWS::CloudWatch::Dashboard": "rumguard-contract",
     "AWS::DynamoDB::Table": "rumguard-RumGuardTable-1A2B3C4D5E6F",
     "AWS::SQS::Queue": "https://sqs.us-east-1.amazonaws.com/123456789012/rumguard-contract",
     "AWS::SNS::Topic": "arn:aws:sns:us-east-1:123456789012:rumguard-contract",
@@ -73,6 +82,8 @@ def plausible(value: Any, template: dict[str, Any]) -> str:
         parameter = template.get("Parameters", {}).get(name)
         if parameter is not None:
             return parameter_value(name, parameter)
+        if name in PSEUDO_PARAMETERS:
+            return PSEUDO_PARAMETERS[name]
         resource_type = template["Resources"].get(name, {}).get("Type")
         if resource_type in REF_EXAMPLES:
             return REF_EXAMPLES[resource_type]

@@ -19,6 +19,13 @@ Parameters = Mapping[str, str]
 NO_VALUE = {"Ref": "AWS::NoValue"}
 ANY = "*"
 TABLE = {"Fn::GetAtt": ["RumGuardTable", "Arn"]}
+#: The alarms the sweeper owns (``<stack>/...``), and every alarm of the region (DescribeAlarms filters by prefix).
+OWN_ALARMS = {"Fn::Sub": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:${AWS::StackName}/*"}
+ALL_ALARMS = {"Fn::Sub": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"}
+NO_ALARM_ACTIONS = {"Null": {"cloudwatch:AlarmActions": "true"}}
+TOPIC = {"Ref": "NotifyTopic"}
+TOPIC_KEY = {"Fn::GetAtt": ["NotifyTopicKey", "Arn"]}
+DIGEST_ITEMS = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["notify#*"]}}
 BUS = {"Fn::GetAtt": ["RumGuardBus", "Arn"]}
 #: The guest role by name, with or without a path (role names are unique in an account).
 GUEST_ROLE = (
@@ -117,14 +124,79 @@ NEEDED: dict[str, dict[str, Need]] = {
         "iam:DeleteRolePolicy": on(*GUEST_ROLE, when=enforcing),
         # Identity Unblocked. The sweeper never calls Cognito (Guard only reads the pool id's region).
         "events:PutEvents": on(BUS),
+        # AlarmReconciler over CloudWatchAlarms: describe by prefix, tags of each, then only the differences;
+        # never an alarm action.
+        "cloudwatch:DescribeAlarms": on(ALL_ALARMS),
+        "cloudwatch:ListTagsForResource": on(OWN_ALARMS),
+        "cloudwatch:TagResource": on(OWN_ALARMS),
+        "cloudwatch:DeleteAlarms": on(OWN_ALARMS),
+        "cloudwatch:PutMetricAlarm": on(OWN_ALARMS, condition=NO_ALARM_ACTIONS),
+    },
+    "ApiFunction": {
+        # OperatorService over Guard and DynamoDecisionStore: GetItem (block, allowlist entry, policy version,
+        # lockdown), Query (listings, history, active blocks), PutItem (audit records), UpdateItem (policy
+        # version), DeleteItem (an allowlist entry, the lockdown item), in TransactWriteItems too.
+        "dynamodb:GetItem": on(TABLE),
+        "dynamodb:PutItem": on(TABLE),
+        "dynamodb:UpdateItem": on(TABLE),
+        "dynamodb:DeleteItem": on(TABLE),
+        "dynamodb:Query": on(TABLE),
+        # sync_policy after every manual change: read the role's inline policies, write them when enforcing.
+        "iam:GetRole": on(*GUEST_ROLE),
+        "iam:ListRolePolicies": on(*GUEST_ROLE),
+        "iam:GetRolePolicy": on(*GUEST_ROLE),
+        "iam:PutRolePolicy": on(*GUEST_ROLE, when=enforcing),
+        "iam:DeleteRolePolicy": on(*GUEST_ROLE, when=enforcing),
+        # PUT /blocks describes the identity (guest, or a forced block of a signed-in one), then deletes it when
+        # enforcing. PUT /lockdown switches the pool's guest access (Guard.set_lockdown, enforce mode only):
+        # operators may do so whatever LockdownOnStorm says.
+        "cognito-identity:DescribeIdentity": on(ANY),
+        "cognito-identity:DeleteIdentities": on(ANY, when=enforcing, condition=IN_THE_POOL),
+        "cognito-identity:DescribeIdentityPool": on(IDENTITY_POOL, when=enforcing),
+        "cognito-identity:UpdateIdentityPool": on(IDENTITY_POOL, when=enforcing),
+        # Identity Blocked, Identity Unblocked, Guest Lockdown Changed (in dry-run too).
+        "events:PutEvents": on(BUS),
+    },
+    "NotifyFunction": {
+        # DynamoDigestStore: add (UpdateItem, GetItem after a refused one), unsent (Query), claim and mark_sent
+        # (UpdateItem), on the notify#... items only. SnsTopic.publish, through the topic's KMS key.
+        "dynamodb:GetItem": on(TABLE, condition=DIGEST_ITEMS),
+        "dynamodb:UpdateItem": on(TABLE, condition=DIGEST_ITEMS),
+        "dynamodb:Query": on(TABLE, condition=DIGEST_ITEMS),
+        "sns:Publish": on(TOPIC),
+        "kms:GenerateDataKey": on(TOPIC_KEY),
+        "kms:Decrypt": on(TOPIC_KEY),
     },
 }
 
 
 # --- reading the template's conditions and policies --------------------------------------------------------
 def condition_parameters(template: dict[str, Any]) -> list[str]:
-    """The parameters the template's conditions depend on."""
+    """The parameters the conditions used by the functions' policies depend on."""
     names: set[str] = set()
+    used: set[str] = set()
+
+    def uses(node: Any) -> None:
+        if isinstance(node, dict):
+            if list(node) == ["Fn::If"]:
+                used.add(node["Fn::If"][0])
+            if list(node) == ["Condition"]:
+                used.add(node["Condition"])
+            for value in node.values():
+                uses(value)
+        elif isinstance(node, list):
+            for value in node:
+                uses(value)
+
+    for resource in template["Resources"].values():
+        if resource.get("Type") == "AWS::Serverless::Function":
+            uses(resource.get("Properties", {}).get("Policies", []))
+    pending = list(used)
+    while pending:
+        name = pending.pop()
+        before = set(used)
+        uses(template["Conditions"][name])
+        pending.extend(used - before)
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
@@ -136,7 +208,7 @@ def condition_parameters(template: dict[str, Any]) -> list[str]:
             for value in node:
                 walk(value)
 
-    walk(template.get("Conditions", {}))
+    walk([template["Conditions"][name] for name in used])
     return sorted(names)
 
 
@@ -207,10 +279,12 @@ def statements(properties: dict[str, Any], conditions: Mapping[str, bool]) -> li
 def situations(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, str], dict[str, bool]]]:
     """Each combination of condition parameters: a label, the parameter values, the conditions' values."""
     for parameters in parameter_combinations(template):
-        conditions = {
-            name: bool(evaluate(expression, template, parameters))
-            for name, expression in template.get("Conditions", {}).items()
-        }
+        conditions = {}
+        for name, expression in template.get("Conditions", {}).items():
+            try:
+                conditions[name] = bool(evaluate(expression, template, parameters))
+            except KeyError:
+                continue  # a condition no function's policy uses (on a free-text parameter, say)
         label = ", ".join(f"{name}={value}" for name, value in parameters.items())
         yield label, parameters, conditions
 

@@ -37,7 +37,7 @@ def test_the_deployed_schedule_invokes_the_sweeper(translated: dict[str, Any]) -
     rules = {
         n: r["Properties"]
         for n, r in resources.items()
-        if r["Type"] in {"AWS::Events::Rule", "AWS::Scheduler::Schedule"}
+        if r["Type"] in {"AWS::Events::Rule", "AWS::Scheduler::Schedule"} and "ScheduleExpression" in r["Properties"]
     }
     (schedule,) = rules.values()
     targets = schedule["Targets"] if "Targets" in schedule else [schedule["Target"]]
