@@ -310,6 +310,7 @@ class EmbeddedAws:
         return {
             "GUEST_MONITORS": ",".join(m.name for m in self.monitors(Audience.GUEST)),
             "SIGNED_IN_MONITORS": ",".join(m.name for m in self.monitors(Audience.SIGNED_IN)),
+            "ALARM_PREFIX": "rumguard",
             **self.enforcement_environment(),
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
