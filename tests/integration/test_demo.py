@@ -1,15 +1,19 @@
-"""``rumguard demo`` and its bots: every bot dealt with, nobody honest touched, and the demo's own checks.
+"""``rumguard demo`` and its bots: every bot dealt with, nobody honest touched, the alarms and notifications
+people would get, and the demo's own checks.
 
-The demo runs on the embedded AWS with a few honest shoppers and the full set of bots; its report is read
-directly (``play``) and its command line is run once for the exit status. The bots' traffic is checked on
-its own (each bot crosses its rule inside one window, its events parse or are junk as meant, the tally
-counts exactly its valid events), and the demo's checks are shown to catch what they are for.
+The demo runs on the embedded AWS with a few honest shoppers and the full set of bots, without the browser
+(``--browser off``: fast); its report is read directly (``play``) and its command line is run for the exit
+status (once with Chromium out of reach, so ``auto`` says why it goes without). One test (marked ``e2e``)
+runs it with the real web client in Chromium, and is skipped when Chromium is not installed. The bots'
+traffic is checked on its own (each bot crosses its rule inside one window, its events parse or are junk as
+meant, the tally counts exactly its valid events), and the demo's checks are shown to catch what they are for.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +21,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from rumguard.alarms import AlarmKind, AlarmThresholds, alarm_name, desired_alarms, monitor_alarms
 from rumguard.cli import main
 from rumguard.decisions import AUTO, AuditAction, AuditRecord, Block
 from rumguard.detection import Counts, Detection, Rule, minute_of, window_sum
@@ -25,13 +30,17 @@ from rumguard.ingest import JUNK_REASONS
 from rumguard.local import demo
 from rumguard.local.aws import GUEST_MONITOR, SIGNED_IN_MONITOR, EmbeddedAws
 from rumguard.local.bots import Bot, BotKind, BotTraffic, bot_army
+from rumguard.local.browser import chromium_path
 from rumguard.local.context import LocalFunction
 from rumguard.local.emf import EmfOutput
 from rumguard.local.traffic import TrafficSimulator, identity_id
 from rumguard.monitors import Audience, Monitor
+from rumguard.runtime import aws_guard
+from rumguard.settings import IngestSettings
 
 IDENTITY = "cognitoIdentityId"
-SMALL = ["--journeys", "3", "--guests", "6", "--seed", "5"]
+OFF = ["--browser", "off"]
+SMALL = ["--journeys", "3", "--guests", "6", "--seed", "5", *OFF]
 GUEST = Monitor("Shop_Guests", Audience.GUEST)
 SIGNED_IN = Monitor("Shop_Users", Audience.SIGNED_IN)
 
@@ -94,17 +103,162 @@ def test_the_demo_blocks_every_bot_by_its_rule_and_touches_nobody_honest() -> No
     assert "not counted twice" in printed
 
 
-def test_the_demo_command_exits_zero_and_says_what_it_checked(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_demo_command_exits_zero_and_says_what_it_checked(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUMGUARD_CHROMIUM", "/nonexistent/chromium")  # auto, on a machine without a browser
     status = main(["demo", "--journeys", "1", "--guests", "2", "--seed", "3"])
 
     printed = capsys.readouterr().out
     assert status == 0, printed
     assert GUEST_MONITOR in printed
     assert SIGNED_IN_MONITOR in printed
+    assert "Simulated traffic only, no browser because Chromium is not installed" in printed
     assert "OK: 5 bots blocked" in printed
     assert "the forger refused and the user it impersonated untouched" in printed
     assert "no honest guest or signed-in user blocked" in printed
+    assert "12 alarms published, blocks in ALARM; 1 digest listing every blocked bot" in printed or (
+        "2 digests listing every blocked bot" in printed  # the blocks straddled a minute
+    )
     assert "FAILED" not in printed
+
+
+def test_browser_on_fails_clearly_without_chromium(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RUMGUARD_CHROMIUM", "/nonexistent/chromium")
+    status = main(["demo", "--browser", "on"])
+
+    printed = capsys.readouterr().out
+    assert status == 2
+    assert "--browser on" in printed and "Chromium is not installed" in printed
+    assert "RUMGUARD_CHROMIUM" in printed
+    assert "RUM Guard demo on the embedded AWS" not in printed  # nothing was started
+
+
+# --- alarms and notifications --------------------------------------------------------------------------------
+def test_the_demo_ends_with_the_alarms_published_and_what_people_were_told() -> None:
+    out = io.StringIO()
+    report = demo.play(demo_args(SMALL), Console(file=out, width=160))
+    printed = out.getvalue()
+
+    assert report.problems == [], "\n".join(report.problems)
+    # The sweeper published every alarm of both monitors and the pool, with the demo's abuse-wave threshold.
+    monitors = [Monitor(GUEST_MONITOR, Audience.GUEST), Monitor(SIGNED_IN_MONITOR, Audience.SIGNED_IN)]
+    expected = desired_alarms(demo.ALARM_PREFIX, monitors, AlarmThresholds(blocks=demo.DEMO_BLOCKS_ALARM_LIMIT))
+    verdicts = {verdict.name: verdict for verdict in report.alarms}
+    assert sorted(verdicts) == sorted(spec.name for spec in expected) and len(verdicts) == 12
+    wave = verdicts[alarm_name(demo.ALARM_PREFIX, AlarmKind.BLOCKS, GUEST_MONITOR)]
+    assert wave.alarm["Threshold"] == demo.DEMO_BLOCKS_ALARM_LIMIT
+    # Five blocks in seconds: in one five-minute period, or two, and then at least three in one.
+    assert wave.state == "ALARM" and wave.value is not None and demo.DEMO_BLOCKS_ALARM_LIMIT < wave.value <= 5
+    assert [v.name for v in report.alarms if v.state == "ALARM"] == [wave.name]
+    # Rate and anomaly alarms are CloudWatch's to evaluate; every single-metric one is, here.
+    unevaluated = {v.parsed.kind for v in report.alarms if v.state is None and v.parsed}
+    assert unevaluated == {AlarmKind.TRAFFIC_SURGE, AlarmKind.JS_ERROR_RATE, AlarmKind.HTTP_ERROR_RATE}
+    rejected = verdicts[alarm_name(demo.ALARM_PREFIX, AlarmKind.REJECTED_EVENTS, GUEST_MONITOR)]
+    assert rejected.state == "OK" and rejected.value is not None and 0 < rejected.value <= report.cast.junk()
+
+    notified = report.notified
+    assert notified is not None and notified.bus_events == 5 and notified.alarm_events == 1
+    digests, alarms = notified.of_kind("digest"), notified.of_kind("alarm")
+    assert len(digests) == notified.windows in (1, 2)
+    assert len(notified.messages) == len(digests) + 1
+    bots = {bot.identity: bot for bot in report.cast.blockable_bots()}
+    for identity, bot in bots.items():
+        (listing,) = [m for m in digests if identity in m["message"]]
+        assert bot.rule is not None and f"(rule {bot.rule.value}, by auto)" in listing["message"]
+    if len(digests) == 1:
+        assert digests[0]["subject"] == f"[RUM Guard] 5 identities blocked on {GUEST_MONITOR}"
+    (alarm,) = alarms
+    assert alarm["subject"] == f"[RUM Guard] ALARM: Abuse wave - app monitor {GUEST_MONITOR}"
+    assert f"identities blocked in 5 min (alarm when more than {demo.DEMO_BLOCKS_ALARM_LIMIT})" in alarm["message"]
+    assert f"-- RUM Guard, for alarm {wave.name}" in alarm["message"]
+    honest = {*report.cast.guests, *report.cast.signed_in}
+    for message in notified.messages:
+        assert not any(i in message["message"] or i in message["subject"] for i in honest), message["subject"]
+    # What the newcomer reads.
+    assert "4. Alarms" in printed and "5. Notifications" in printed
+    assert "moto never evaluates alarms" in printed
+    assert "ALARM: " in printed and "CloudWatch only (math)" in printed
+    assert f"✉ [RUM Guard] ALARM: Abuse wave - app monitor {GUEST_MONITOR}" in printed
+    assert "What to do: Review the blocks (GET /blocks)" in printed
+    assert "Simulated traffic only, no browser (--browser off)" in printed
+
+
+def _blob(at_ms: int, metric: str, value: float, monitor: str = GUEST_MONITOR) -> str:
+    return json.dumps(
+        {
+            "_aws": {
+                "Timestamp": at_ms,
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": "RumGuard",
+                        "Dimensions": [["AppMonitor", "Audience"]],
+                        "Metrics": [{"Name": metric, "Unit": "Count"}],
+                    }
+                ],
+            },
+            "AppMonitor": monitor,
+            "Audience": "guest",
+            metric: value,
+        }
+    )
+
+
+def test_the_alarm_evaluation_takes_each_five_minute_period_as_cloudwatch_would() -> None:
+    period = 300_000
+    start = 1_767_225_600_000  # a period boundary
+    output = EmfOutput.parse(
+        [
+            _blob(start + 10_000, "IdentitiesBlocked", 1),
+            _blob(start + 200_000, "IdentitiesBlocked", 1),
+            _blob(start + period + 1_000, "IdentitiesBlocked", 2),
+            _blob(start + period + 9_000, "IdentitiesBlocked", 1),
+            _blob(start + period + 9_000, "IdentitiesBlocked", 7, monitor="Another"),
+        ]
+    )
+    assert demo.period_values(
+        output, "IdentitiesBlocked", {"AppMonitor": GUEST_MONITOR, "Audience": "guest"}, "Sum"
+    ) == {
+        start: (2.0, 2),
+        start + period: (3.0, 2),
+    }
+    specs = {spec.kind: dict(spec.request) for spec in monitor_alarms("rumguard", GUEST, AlarmThresholds(blocks=2))}
+    blocks = specs[AlarmKind.BLOCKS] | {
+        "Dimensions": [{"Name": "AppMonitor", "Value": GUEST_MONITOR}, {"Name": "Audience", "Value": "guest"}]
+    }
+    verdict = demo.evaluate_alarm(blocks, output)
+    assert (verdict.state, verdict.value, verdict.period_start_ms, verdict.samples) == ("ALARM", 3.0, start + period, 2)
+    assert (verdict.metric, verdict.condition) == ("IdentitiesBlocked, sum", "> 2 in 5 min")
+    calm = demo.evaluate_alarm(blocks | {"Threshold": 3.0}, output)
+    assert (calm.state, calm.value) == ("OK", 3.0)  # not more than the threshold: no alarm
+    assert demo.evaluate_alarm(blocks, EmfOutput()).state == "OK"  # missing data is not breaching
+    rate = demo.evaluate_alarm(specs[AlarmKind.JS_ERROR_RATE], output)
+    assert rate.state is None and rate.metric == "JS errors per 100 page views" and "2 of 3 periods" in rate.condition
+    surge = demo.evaluate_alarm(specs[AlarmKind.TRAFFIC_SURGE], output)
+    assert surge.state is None and surge.metric == "Events, anomaly band"
+
+
+def test_the_notification_check_catches_a_missing_a_repeated_or_an_honest_identity(
+    army: tuple[BotTraffic, list[Bot]],
+) -> None:
+    _, bots = army
+    cast = demo.Cast(guests=["us-east-1:00000000-0000-4000-8000-0000000000b1"], signed_in=[], bots=bots)
+    listed = "\n".join(f"  - {identity}: blocked" for identity in cast.must_block())
+
+    def notified(*messages: tuple[str, str, str]) -> demo.Notified:
+        found = [{"subject": s, "message": m, "attributes": {"rumguard.kind": k}} for s, m, k in messages]
+        return demo.Notified(found, [], windows=1, window_seconds=60, bus_events=5, alarm_events=0)
+
+    digest = ("[RUM Guard] 5 identities blocked on shop", listed, "digest")
+    assert demo.check_notifications(cast, [], notified(digest)) == []
+    assert any("one per window" in p for p in demo.check_notifications(cast, [], notified(digest, digest)))
+    assert any("listed 0 times" in p for p in demo.check_notifications(cast, [], notified()))
+    honest = (digest[0], listed + f"\n  - {cast.guests[0]}: blocked", "digest")
+    assert any("names honest identities" in p for p in demo.check_notifications(cast, [], notified(honest)))
+    long = ("x" * 100, listed, "digest")
+    assert any("subject SNS would refuse" in p for p in demo.check_notifications(cast, [], notified(long)))
 
 
 # --- the bots ------------------------------------------------------------------------------------------------
@@ -288,6 +442,61 @@ def test_the_enforcement_check_passes_a_clean_run_and_catches_each_failure(
     never_refused, _ = _healthy(cast)
     never_refused.refusals.clear()
     assert any("was not refused" in p for p in demo.check_enforcement(cast, never_refused, observed, now))
+
+
+def test_notify_sends_one_digest_per_minute_however_the_blocks_fall(aws: EmbeddedAws) -> None:
+    settings = IngestSettings.from_environ(aws.ingest_environment())
+    guard = aws_guard(settings, settings.guard_config(settings.detection()))
+    blocked = [aws.new_guest() for _ in range(4)]
+    for identity in blocked:
+        guard.block(identity, reason="a bot", actor=AUTO, app_monitor=GUEST_MONITOR)
+    events = aws.published_events()
+    assert [e["detail-type"] for e in events] == ["Identity Blocked"] * 4
+    a_minute_ago = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    events = [event | {"time": a_minute_ago} for event in events[:2]] + events[2:]
+
+    notified = demo.notify(aws, events, [])
+
+    assert notified.failures == [] and notified.windows == 2
+    digests = notified.of_kind("digest")
+    assert [m["subject"] for m in digests] == [f"[RUM Guard] 2 identities blocked on {GUEST_MONITOR}"] * 2
+    assert [sum(i in m["message"] for m in digests) for i in blocked] == [1, 1, 1, 1]
+    assert [i in digests[0]["message"] for i in blocked] == [True, True, False, False]
+
+
+# --- the real web client --------------------------------------------------------------------------------------
+@pytest.mark.e2e
+def test_with_chromium_the_bot_in_the_browser_is_refused_and_the_honest_shoppers_are_not() -> None:
+    if chromium_path() is None:
+        pytest.skip("Chromium is not installed: `make test` installs Debian's chromium when it can")
+    out = io.StringIO()
+    args = demo_args(["--journeys", "2", "--guests", "4", "--seed", "11", "--browser", "on"])
+    report = demo.play(args, Console(file=out, width=160))
+    printed = out.getvalue()
+
+    assert report.problems == [], "\n".join(report.problems)
+    shop = report.cast.shop
+    assert shop is not None and shop.bot is not None and report.browser_skipped == ""
+    # The bot page: blocked by its rule, then every batch refused by the deny statement RUM Guard wrote.
+    block = report.state.blocks[shop.bot]
+    assert block.rule == demo.BROWSER_BOT_RULE.value and shop.bot in report.state.denied
+    first = shop.first_refusal()
+    assert first is not None and first.error == "AccessDeniedException"
+    assert all(r.accepted for r in shop.bot_receipts() if r.at < first.at)
+    assert all(not r.accepted for r in shop.bot_receipts() if r.at >= first.at)
+    # The shoppers: every batch accepted, some after the block, none of them blocked.
+    honest = shop.honest_receipts()
+    assert honest and all(r.accepted for r in honest) and any(r.at > first.at for r in honest)
+    assert not set(shop.honest()) & set(report.state.blocks)
+    assert {"guest", "signed-in"} <= set(shop.honest().values())
+    # Six blocks in all (the five simulated bots and the browser's), one Identity Blocked event each, and the
+    # browser's bot among the identities the digests list.
+    assert set(report.state.blocks) == set(report.cast.must_block()) and len(report.state.blocks) == 6
+    assert report.notified is not None
+    assert any(shop.bot in m["message"] for m in report.notified.of_kind("digest"))
+    assert "Live, in Chromium" in printed and "Chromium bot page" in printed
+    assert "403 AccessDeniedException" in printed
+    assert f"{len(honest)} of {len(honest)} accepted" in printed
 
 
 def test_the_count_check_reports_a_count_that_differs(

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
     from mypy_boto3_iam import IAMClient
     from mypy_boto3_logs import CloudWatchLogsClient
+    from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
 #: The two app monitors of the Retail Demo Store walkthrough.
@@ -72,6 +73,14 @@ PUT_MAX_SPAN_MS: Final = 24 * 60 * 60 * 1000
 MAX_EVENT_BYTES: Final = PUT_MAX_BYTES - EVENT_OVERHEAD_BYTES
 
 _FAKE_ENV: Final = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@dataclass(frozen=True, slots=True)
+class Inbox:
+    """An SNS topic and the SQS queue subscribed to it (``EmbeddedAws.create_inbox``)."""
+
+    topic_arn: str
+    queue_url: str
 
 
 class LogsWriteError(RuntimeError):
@@ -255,6 +264,34 @@ class EmbeddedAws:
                 envelope = json.loads(message["Body"])
                 found.append(envelope)
                 self.sqs.delete_message(QueueUrl=self.events_queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def create_inbox(self, topic_name: str = "rumguard-notifications", queue_name: str = "rumguard-inbox") -> Inbox:
+        """An SNS topic with an SQS queue subscribed to it: the queue stands in for a person's mailbox."""
+        sns: SNSClient = self.session.client("sns")
+        topic_arn = sns.create_topic(Name=topic_name)["TopicArn"]
+        queue_url = self.sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+        queue_arn = self.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        return Inbox(topic_arn, queue_url)
+
+    def received(self, inbox: Inbox) -> list[dict[str, Any]]:
+        """Every notification the inbox received so far (drains it), as the queue returns them: ``subject``,
+        ``message`` and ``attributes`` (the SNS message attributes, name -> value)."""
+        found: list[dict[str, Any]] = []
+        while True:
+            response = self.sqs.receive_message(QueueUrl=inbox.queue_url, MaxNumberOfMessages=10)
+            messages = response.get("Messages", [])
+            if not messages:
+                return found
+            for message in messages:
+                envelope = json.loads(message["Body"])
+                attributes = {k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()}
+                found.append(
+                    {"subject": envelope.get("Subject", ""), "message": envelope["Message"], "attributes": attributes}
+                )
+                self.sqs.delete_message(QueueUrl=inbox.queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def guest_role_policies(self) -> dict[str, dict[str, Any]]:
         """The guest role's inline policies, name -> document."""

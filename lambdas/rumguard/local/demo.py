@@ -1,55 +1,110 @@
-"""``rumguard demo``: RUM Guard end to end on the embedded AWS, with simulated shop traffic and bots.
+"""``rumguard demo``: RUM Guard end to end on the embedded AWS, told as a newcomer's story in one screen.
 
 The demo starts moto with RUM Guard's resources: the table, the two app monitors' RUM log groups of the
 Retail Demo Store walkthrough (``RetailDemoStore_Unauthenticated`` for guests, ``RetailDemoStore_Authenticated``
 for signed-in users), the Cognito identity pool that allows guests, the guest role and the EventBridge bus
-(with an SQS queue behind it). Every shopper gets a real identity of the pool: guests with ``GetId``, signed-in
-users with a login. Then come the bots (``rumguard.local.bots``): an event flooder, a session churner, an
-error spammer, a page-velocity bot and a junk sender, each on a guest identity of its own, and an identity
-forger that claims one of the signed-in shoppers' identity id.
+(with an SQS queue behind it). Then the traffic:
 
-Everything is written into the log groups with ``PutLogEvents``, read back as CloudWatch Logs subscription
-deliveries and handed to the real ingest handler in enforce mode, as Lambda would. The demo then shows, and
-checks, what RUM Guard did: which identities were blocked, by which rule, with what counts; that the
-forger was refused and the user it impersonated left alone; that no honest guest and no signed-in user was
-blocked; the deny policy on the guest role; the events on the bus (read from the queue); and every metric
-the handler printed (embedded metric format) against what was simulated. A bot that escaped, an honest
+1. **Live, in a browser** (``--browser auto``, the default, when Chromium, Node.js and the shop's npm packages
+   are there; ``on`` insists, ``off`` skips): the real ``aws-rum-web`` client in headless Chromium, in the test
+   shop of ``tests/e2e``, sends to the local RUM data plane (``rumguard.local.dataplane.LocalRum``), which
+   honours the guest role's deny statements and hands every batch to the ingest handler as the subscription
+   would. A signed-in shopper and guests shop while a bot page floods page views from one guest identity.
+2. **Replayed, simulated**: an hour and a half of shop history: signed-in journeys and browsing guests, every
+   one a real identity of the pool, and the bots of ``rumguard.local.bots`` (an event flooder, a session
+   churner, an error spammer, a page-velocity bot, a junk sender, each on a guest identity of its own, and an
+   identity forger that claims one of the signed-in shoppers' identity id). It is written into the log groups
+   with ``PutLogEvents``, read back as CloudWatch Logs subscription deliveries and handed to the real ingest
+   handler in enforce mode, as Lambda would. The browser runs first, so the replay's deliveries leave out the
+   log events the data plane already delivered (a subscription delivers each log event once).
+
+The browser proves the stack against the real client (the bot's later batches get 403 from the data plane);
+the simulation brings volume, every detection rule and the forger, which a 15-second browser run cannot.
+
+Then the sweeper runs once and publishes the per-monitor CloudWatch alarms. moto stores alarms but never
+evaluates them, so the demo evaluates the single-metric ones itself on the metrics the functions printed
+(five-minute periods of the embedded metric format's timestamps, as CloudWatch would), sets the state of the
+breaching ones with ``SetAlarmState``, and builds the "CloudWatch Alarm State Change" event CloudWatch would
+send to EventBridge from ``DescribeAlarms``. The rate alarms (metric math over three periods) and the traffic
+surge alarm (an anomaly model CloudWatch trains over days) are listed, not evaluated. The replay squeezes 90
+minutes into seconds, so the five simulated blocks land in one or two five-minute periods: the demo sets
+``BLOCKS_ALARM_LIMIT`` to 2 (default 10) so that they make an abuse wave. The notify function
+(``NotifyApp``, with its production one-minute digest windows) gets those events and every event on the bus;
+what a person would receive is read back from an SQS queue subscribed to the SNS topic.
+
+The demo shows, and checks, what RUM Guard did: which identities were blocked, by which rule, with what
+counts; that the forger was refused and the user it impersonated left alone; that no honest guest, signed-in
+user or browser shopper was blocked or refused; the deny policy on the guest role; the events on the bus;
+every metric the handler printed against what was simulated (and, for the browser, against what the data
+plane wrote); the alarms the sweeper published; and the notifications: one digest per minute listing every
+blocked bot and no honest identity, one message per alarm that went to ALARM. A bot that escaped, an honest
 user blocked, a metric that differs, a handler error or an unexpected warning make it exit non-zero.
+``--verbose`` adds the detailed tables (bots, honest shoppers, deny policy, bus, metrics, event kinds) and the
+notifications in full.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import logging
 import math
+import re
+import shutil
 import sys
+import tempfile
 import time
+import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
 
+from aws_lambda_powertools import Logger
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
+from rumguard.adapters.digests import DynamoDigestStore
 from rumguard.adapters.dynamodb import DynamoDecisionStore
+from rumguard.adapters.sns import SnsTopic
+from rumguard.alarms import (
+    PERIOD_SECONDS,
+    SEPARATOR,
+    AlarmKind,
+    ParsedName,
+    alarm_name,
+    desired_alarms,
+    parse_alarm_name,
+)
 from rumguard.decisions import AUTO, AuditAction, AuditRecord, Block
 from rumguard.detection import Detection, Rule
 from rumguard.events import EventKind
 from rumguard.guard import IDENTITY_BLOCKED
 from rumguard.ingest import JUNK_REASONS
-from rumguard.local.aws import GUEST_MONITOR, SIGNED_IN_MONITOR, AppMonitor, EmbeddedAws
+from rumguard.local.aws import FILTER_NAME, GUEST_MONITOR, SIGNED_IN_MONITOR, AppMonitor, EmbeddedAws
 from rumguard.local.bots import Bot, BotTraffic, bot_army
+from rumguard.local.browser import E2E_DIR, BrowserError, ShopRun, chromium_path, ensure_node_modules, run_shop
 from rumguard.local.context import Invocation, LocalFunction
-from rumguard.local.emf import EmfError, EmfOutput
-from rumguard.local.subscription import control_message_event
+from rumguard.local.dataplane import LocalRum, Receipt
+from rumguard.local.emf import CapturedOutput, EmfError, EmfOutput
+from rumguard.local.subscription import batches, control_message_event, subscription_event
 from rumguard.local.traffic import LogRecord, Tally
 from rumguard.monitors import Audience
+from rumguard.notifications import ALARM_STATE_CHANGE, CLOUDWATCH_SOURCE, parse_time
 from rumguard.policy import POLICY_PREFIX, ROLE_INLINE_LIMIT, SUB_KEY, policy_size
-from rumguard.settings import IngestSettings
+from rumguard.runtime import NotifyApp
+from rumguard.settings import IngestSettings, NotifySettings, SweeperSettings
 from rumguard.telemetry import NAMESPACE, TIMINGS
+
+if TYPE_CHECKING:
+    from mypy_boto3_cloudwatch import CloudWatchClient
 
 HANDLER_MODULE: Final = "handlers.ingest"
 #: Deliveries of this size are what a steadily written log group produces (a full 1 MB batch is rare).
@@ -72,6 +127,43 @@ NO_METRICS_WARNING: Final = "No application metrics to publish"
 REJECTED_WARNING: Final = "rejected RUM log events"
 _JUNK_REASON_VALUES: Final = frozenset(reason.value for reason in JUNK_REASONS)
 _RULES: Final = frozenset(rule.value for rule in Rule)
+#: The browser part: how many shoppers ``run_shop`` sends through the shop alongside its bot (one more guest
+#: shops once the bot is refused), and the rule the bot page (page views as fast as it can) must be caught by.
+BROWSER_GUESTS: Final = 2
+BROWSER_SIGNED_IN: Final = 1
+BROWSER_BOT_RULE: Final = Rule.PAGE_VELOCITY
+BROWSER_MODES: Final = ("auto", "on", "off")
+#: The alarms: the prefix (the stack name in template.yaml; also the dashboard's name) and the abuse-wave
+#: threshold the demo runs with. The replay squeezes its five blocks into one or two five-minute periods, so
+#: at least three share one: more than two makes the wave the demo can show (the default, 10, is for a shop).
+ALARM_PREFIX: Final = "rumguard"
+DEMO_BLOCKS_ALARM_LIMIT: Final = 2
+SWEEPER_MODULE: Final = "handlers.sweeper"
+SCHEDULED_EVENT: Final[Mapping[str, Any]] = {
+    "version": "0",
+    "id": "5e1c1d33-0000-4000-8000-00000000de30",
+    "detail-type": "Scheduled Event",
+    "source": "aws.scheduler",
+    "account": "123456789012",
+    "time": "2026-01-01T00:00:00Z",
+    "region": "us-east-1",
+    "resources": [],
+    "detail": {},
+}
+PERIOD_MS: Final = PERIOD_SECONDS * 1000
+#: Lines of each notification's body the default output shows (``--verbose``: all of them), leaving out
+#: links, the alarm's background and the sign-off.
+NOTIFICATION_LINES: Final = 8
+ABRIDGED: Final = (
+    "Alarm:",
+    "Dashboard:",
+    "Before:",
+    "Evaluated:",
+    "CloudWatch:",
+    "About this alarm:",
+    "Review or undo",
+    "-- ",
+)
 
 
 def _count(text: str) -> int:
@@ -99,6 +191,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_BATCH_KB,
         help=f"largest subscription delivery in KB, up to 1024 (default: {DEFAULT_BATCH_KB})",
     )
+    parser.add_argument(
+        "--browser",
+        choices=BROWSER_MODES,
+        default="auto",
+        help="run the real aws-rum-web shop in headless Chromium as well as the simulated traffic: auto (when "
+        "Chromium, Node.js and the shop's npm packages are there), on (fail if they are not), off "
+        "(default: auto)",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="add the detailed tables (bots, honest shoppers, deny policy, bus, metrics, event kinds), every "
+        "batch that blocked or refused someone, and the notifications in full",
+    )
 
 
 # --- who takes part -----------------------------------------------------------------------------------------
@@ -109,6 +215,8 @@ class Cast:
     guests: list[str] = field(default_factory=list)
     signed_in: list[str] = field(default_factory=list)
     bots: list[Bot] = field(default_factory=list)
+    #: The real shop in Chromium, when it ran: its shoppers and its bot page.
+    shop: BrowserPart | None = None
 
     def blockable_bots(self) -> list[Bot]:
         """The bots RUM Guard must block (all but the forger)."""
@@ -126,9 +234,28 @@ class Cast:
         """The bot whose events carry ``identity``."""
         return next((bot for bot in self.bots if bot.identity == identity), None)
 
+    def shop_honest(self) -> dict[str, str]:
+        """The browser's honest shoppers: identity id -> audience (``guest`` or ``signed-in``)."""
+        return self.shop.honest() if self.shop is not None else {}
+
+    def shop_bot(self) -> str | None:
+        """The identity of the bot page in Chromium, if it ran."""
+        return self.shop.bot if self.shop is not None else None
+
+    def must_block(self) -> dict[str, Rule]:
+        """Every identity RUM Guard must block, and the rule that must do it."""
+        wanted = {bot.identity: bot.rule for bot in self.blockable_bots() if bot.rule is not None}
+        shop_bot = self.shop_bot()
+        if shop_bot is not None:
+            wanted[shop_bot] = BROWSER_BOT_RULE
+        return wanted
+
     def identities(self) -> list[str]:
         """Every identity id that occurs in the traffic."""
-        return list(dict.fromkeys([*self.guests, *self.signed_in, *(bot.identity for bot in self.bots)]))
+        shop = [*self.shop_honest(), *([self.shop_bot()] if self.shop_bot() else [])]
+        return list(
+            dict.fromkeys([*self.guests, *self.signed_in, *(bot.identity for bot in self.bots), *filter(None, shop)])
+        )
 
 
 def simulate(
@@ -169,6 +296,194 @@ def simulate(
     for bot in cast.bots:
         records += bot.records
     return cast, records
+
+
+# --- the real web client, in a browser ----------------------------------------------------------------------
+class BrowserUnavailableError(RuntimeError):
+    """``--browser on``, and the browser part cannot run on this machine (the message says why)."""
+
+
+def browser_executable(mode: str) -> tuple[str | None, str]:
+    """Chromium's executable for the browser part, or ``None`` and why it does not run.
+
+    ``auto`` runs it when Chromium, Node.js and the shop's npm packages are there (``npm ci`` installs the
+    packages when the lock file says so); ``on`` raises ``BrowserUnavailableError`` instead of going without.
+    """
+    if mode == "off":
+        return None, "--browser off"
+    executable = chromium_path()
+    if not (E2E_DIR / "package-lock.json").is_file():
+        reason = f"the test shop is not here ({E2E_DIR}): the browser part runs from a clone of the repository"
+    elif executable is None:
+        reason = (
+            "Chromium is not installed (sudo apt-get install -y chromium, or point RUMGUARD_CHROMIUM at a "
+            "Chromium or Chrome binary)"
+        )
+    elif shutil.which("node") is None:
+        reason = "Node.js is not installed: the shop's bundler and the browser driver run on it"
+    else:
+        try:
+            ensure_node_modules()
+        except (BrowserError, OSError) as error:
+            reason = f"the test shop's npm packages are missing and npm could not install them: {error}"
+        else:
+            return executable, ""
+    if mode == "on":
+        raise BrowserUnavailableError(reason)
+    return None, reason
+
+
+@dataclass(slots=True)
+class BrowserPart:
+    """What the real shop in Chromium did, and what the data plane and the ingest function made of it."""
+
+    run: ShopRun
+    seconds: float
+    #: Every request the data plane answered, in order.
+    receipts: list[Receipt]
+    #: What the ingest function printed for the browser's deliveries.
+    output: EmfOutput
+    #: Log events the data plane wrote, per app monitor, and their ids (all delivered already).
+    written: dict[str, int]
+    delivered: set[str]
+    deliveries: int
+    #: Identities the ingest invocations reported blocking.
+    blocked: list[str] = field(default_factory=list)
+    #: Handler errors, warnings and stray output of those invocations.
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def bot(self) -> str | None:
+        """The bot page's guest identity."""
+        return self.run.bot_identity
+
+    def honest(self) -> dict[str, str]:
+        """The shoppers' identities: identity id -> audience (``guest`` or ``signed-in``)."""
+        return {
+            identity: audience for journey in self.run.journeys for audience, identity in journey.identities.items()
+        }
+
+    def bot_receipts(self) -> list[Receipt]:
+        """The data plane's answers to the bot page."""
+        return [r for r in self.receipts if self.bot is not None and r.identity_id == self.bot]
+
+    def honest_receipts(self) -> list[Receipt]:
+        """The data plane's answers to the honest shoppers."""
+        honest = self.honest()
+        return [r for r in self.receipts if r.identity_id in honest]
+
+    def first_refusal(self) -> Receipt | None:
+        """The first 403 the bot got (``AccessDeniedException``: the deny statement RUM Guard wrote)."""
+        return next((r for r in self.bot_receipts() if r.error == "AccessDeniedException"), None)
+
+    def shoppers(self, audience: str) -> int:
+        """How many shoppers sent data to the monitor of ``audience``."""
+        return sum(1 for journey in self.run.journeys if audience in journey.identities)
+
+
+def run_browser(aws: EmbeddedAws, function: LocalFunction, executable: str) -> BrowserPart:
+    """The test shop in Chromium against the local RUM data plane, which delivers every batch it accepts to
+    ``function`` at once (as a subscription would): a bot page floods page views while a signed-in shopper
+    and guests shop, and one more guest shops once the bot is refused (``run_shop``)."""
+    began = time.perf_counter()
+    with LocalRum(aws, function) as rum, tempfile.TemporaryDirectory(prefix="rumguard-shop-") as folder:
+        run = run_shop(
+            rum, Path(folder), executable=executable, guests=BROWSER_GUESTS, signed_in=BROWSER_SIGNED_IN, bot=True
+        )
+        seconds = time.perf_counter() - began
+        rum.dataplane.deliver_pending()  # a no-op: the data plane delivers as it writes
+        written = {name: rum.dataplane.log_events(name) for name in aws.app_monitors}
+        with rum.locked():
+            invocations = list(rum.invocations)
+        part = BrowserPart(
+            run=run,
+            seconds=seconds,
+            receipts=rum.receipts(),
+            output=rum.emf(),
+            written={name: len(events) for name, events in written.items()},
+            delivered={event.id for events in written.values() for event in events},
+            deliveries=len(invocations),
+        )
+    for number, invocation in enumerate(invocations, start=1):
+        what = f"browser delivery {number}"
+        if invocation.error is not None:
+            part.failures.append(f"{what}: the handler raised {type(invocation.error).__name__}: {invocation.error}")
+        elif isinstance(invocation.value, dict):
+            part.blocked += [str(identity) for identity in invocation.value.get("blocked", [])]
+        for record in invocation.output.logs:
+            if record.get("level") in ("WARNING", "ERROR", "CRITICAL"):
+                part.failures.append(f"{what}: the handler logged {record.get('level')}: {record}")
+        part.failures += [
+            f"{what}: the handler printed an unexpected line: {line[:200]}" for line in invocation.output.text
+        ]
+        part.failures += [f"{what}: warning: {w}" for w in invocation.warnings if not w.startswith(NO_METRICS_WARNING)]
+    return part
+
+
+def check_browser(aws: EmbeddedAws, part: BrowserPart) -> list[str]:
+    """The bot page refused from its block on, every honest shopper's batch accepted (before and after it), and
+    every event the real client sent counted, none rejected."""
+    problems = list(part.failures)
+    honest = part.honest_receipts()
+    if not part.honest() or not honest:
+        problems.append("no honest shopper got data through the shop in Chromium")
+    refused = [r for r in honest if not r.accepted]
+    if refused:
+        answers = sorted({f"{r.status} {r.error}" for r in refused})
+        problems.append(f"honest shoppers in Chromium had {len(refused)} batches refused: {answers}")
+    strays = [r for r in part.receipts if not r.accepted and r.identity_id not in {*part.honest(), part.bot}]
+    if strays:
+        problems.append(f"the data plane refused {len(strays)} requests of no shopper: {strays[:3]}")
+    first = part.first_refusal()
+    if part.bot is None:
+        problems.append("the bot page in Chromium never reported its identity")
+    elif first is None:
+        problems.append("the bot page in Chromium was never refused: the data plane took every batch it sent")
+    else:
+        bot = part.bot_receipts()
+        if not any(r.accepted for r in bot):
+            problems.append("the bot page in Chromium was refused before RUM Guard saw any of its traffic")
+        late = [r for r in bot if r.at > first.at and (r.accepted or r.error != "AccessDeniedException")]
+        if late:
+            problems.append(f"after its first 403 the bot page in Chromium got other answers: {late[:3]}")
+        if not any(r.at > first.at for r in honest):
+            problems.append("no honest shopper in Chromium sent anything after the bot was blocked")
+    for app_monitor in aws.app_monitors.values():
+        name = app_monitor.name
+        dims = {"AppMonitor": name, "Audience": app_monitor.monitor.audience.value}
+        counted = part.output.total("Events", **dims)
+        if counted != part.written[name]:
+            problems.append(
+                f"{name} Events from the browser: the metrics say {counted:g}, "
+                f"the data plane wrote {part.written[name]}"
+            )
+        blocked = part.output.total("IdentitiesBlocked", **dims)
+        want = 1 if app_monitor.monitor.audience is Audience.GUEST and part.bot is not None else 0
+        if blocked != want:
+            problems.append(f"{name} IdentitiesBlocked from the browser: the metrics say {blocked:g}, not {want}")
+    for dimensions, values in part.output.series("RejectedEvents").items():
+        if sum(values):
+            problems.append(f"the real client's events were rejected: {dict(dimensions)}: {sum(values):g}")
+    return problems
+
+
+def replay_deliveries(
+    aws: EmbeddedAws, *, max_bytes: int, delivered: Collection[str] = frozenset()
+) -> list[tuple[AppMonitor, dict[str, Any]]]:
+    """The subscription deliveries of every monitor's log events not ``delivered`` yet (``all_deliveries``
+    less the browser's events, which the data plane delivered as they came: CloudWatch Logs delivers each
+    log event once)."""
+    found: list[tuple[AppMonitor, dict[str, Any]]] = []
+    for app_monitor in aws.app_monitors.values():
+        group = app_monitor.log_group
+        for stream in aws.log_streams(group):
+            fresh = [event for event in aws.log_events(group, stream) if event.id not in delivered]
+            for batch in batches(fresh, max_bytes):
+                event = subscription_event(
+                    group, batch, log_stream=stream, owner=aws.account_id, filter_name=FILTER_NAME
+                )
+                found.append((app_monitor, event))
+    return found
 
 
 # --- what the handler did ------------------------------------------------------------------------------------
@@ -368,31 +683,45 @@ def enforcement_state(aws: EmbeddedAws, cast: Cast) -> Enforcement:
     )
 
 
+def _check_blocked(
+    what: str, identity: str, rule: Rule, state: Enforcement, now: datetime, problems: list[str]
+) -> bool:
+    """One identity that must be blocked by ``rule`` and enforced everywhere; ``False`` if it escaped."""
+    block = state.blocks.get(identity)
+    if block is None:
+        problems.append(f"{what} escaped: it was never blocked")
+        return False
+    if block.rule != rule.value:
+        problems.append(f"{what} was blocked by {block.rule}, not by {rule.value}")
+    if block.actor != AUTO or block.dry_run or not block.is_active(now):
+        problems.append(f"{what}: the block is not an active automatic enforced one: {block}")
+    if identity not in state.denied:
+        problems.append(f"{what} is blocked in the table but not in the guest role's deny policy")
+    if state.in_pool.get(identity, True):
+        problems.append(f"{what} is blocked but still in the identity pool (not deleted)")
+    event = state.blocked_events().get(identity)
+    if event is None:
+        problems.append(f"{what}: no {IDENTITY_BLOCKED} event reached the queue")
+    elif event.get("rule") != rule.value or event.get("actor") != AUTO or event.get("dryRun") is not False:
+        problems.append(f"{what}: the {IDENTITY_BLOCKED} event says {event}")
+    return True
+
+
 def check_enforcement(cast: Cast, state: Enforcement, observed: Observed, now: datetime) -> list[str]:
     """Every bot blocked by its rule and enforced everywhere; the forger refused; nobody honest touched."""
     problems: list[str] = []
     denied, events = state.denied, state.blocked_events()
     for bot in cast.blockable_bots():
-        what = f"the {bot.kind.value} ({bot.identity})"
-        block = state.blocks.get(bot.identity)
-        if block is None:
-            problems.append(f"{what} escaped: it was never blocked")
-            continue
         assert bot.rule is not None
-        if block.rule != bot.rule.value:
-            problems.append(f"{what} was blocked by {block.rule}, not by {bot.rule.value}")
-        if block.actor != AUTO or block.dry_run or not block.is_active(now):
-            problems.append(f"{what}: the block is not an active automatic enforced one: {block}")
-        if bot.identity not in denied:
-            problems.append(f"{what} is blocked in the table but not in the guest role's deny policy")
-        if state.in_pool.get(bot.identity, True):
-            problems.append(f"{what} is blocked but still in the identity pool (not deleted)")
-        event = events.get(bot.identity)
-        if event is None:
-            problems.append(f"{what}: no {IDENTITY_BLOCKED} event reached the queue")
-        elif event.get("rule") != bot.rule.value or event.get("actor") != AUTO or event.get("dryRun") is not False:
-            problems.append(f"{what}: the {IDENTITY_BLOCKED} event says {event}")
+        what = f"the {bot.kind.value} ({bot.identity})"
+        if not _check_blocked(what, bot.identity, bot.rule, state, now, problems):
+            continue
         if bot.identity not in observed.blocked:
+            problems.append(f"{what}: no invocation reported blocking it")
+    shop_bot = cast.shop_bot()
+    if cast.shop is not None and shop_bot is not None:
+        what = f"the bot page in Chromium ({shop_bot})"
+        if _check_blocked(what, shop_bot, BROWSER_BOT_RULE, state, now, problems) and shop_bot not in cast.shop.blocked:
             problems.append(f"{what}: no invocation reported blocking it")
     for bot in cast.forgers():
         victim = bot.impersonates or bot.identity
@@ -410,6 +739,10 @@ def check_enforcement(cast: Cast, state: Enforcement, observed: Observed, now: d
     honest = [(identity, "guest") for identity in cast.guests] + [
         (identity, "signed-in user") for identity in cast.signed_in
     ]
+    honest += [
+        (identity, "guest in Chromium" if audience == Audience.GUEST.value else "signed-in user in Chromium")
+        for identity, audience in cast.shop_honest().items()
+    ]
     for identity, who in honest:
         if identity in state.blocks:
             problems.append(f"an honest {who} was blocked: {state.blocks[identity]}")
@@ -417,7 +750,7 @@ def check_enforcement(cast: Cast, state: Enforcement, observed: Observed, now: d
             problems.append(f"an honest {who} is in the deny policy: {identity}")
         if not state.in_pool.get(identity, False):
             problems.append(f"an honest {who} was deleted from the identity pool: {identity}")
-    must_block = {bot.identity for bot in cast.blockable_bots()}
+    must_block = set(cast.must_block())
     if set(state.blocks) != must_block:
         problems.append(f"blocked identities {sorted(state.blocks)} are not exactly the bots {sorted(must_block)}")
     if denied != must_block:
@@ -455,6 +788,434 @@ def check_decision_metrics(aws: EmbeddedAws, cast: Cast, state: Enforcement, obs
         problems.append(
             f"the handler logged {observed.rejected_logged[guest.name]} rejected events, {cast.junk()} were junk"
         )
+    return problems
+
+
+# --- alarms --------------------------------------------------------------------------------------------------
+def sweeper_environment(aws: EmbeddedAws) -> dict[str, str]:
+    """The sweeper's environment in the demo: the embedded AWS's, with the demo's alarm settings."""
+    return {
+        **aws.sweeper_environment(),
+        "ALARM_PREFIX": ALARM_PREFIX,
+        "BLOCKS_ALARM_LIMIT": str(DEMO_BLOCKS_ALARM_LIMIT),
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """The one sweep the demo runs: what the sweeper returned and printed, and what it should have published."""
+
+    value: dict[str, Any]
+    output: EmfOutput
+    failures: list[str]
+    #: The alarm names the sweeper should publish for the configured monitors and the demo's thresholds.
+    expected: list[str]
+
+
+def sweep(aws: EmbeddedAws) -> Sweep:
+    """Invoke ``handlers.sweeper`` once, as its schedule would: blocks, deny policy, alarms."""
+    environ = sweeper_environment(aws)
+    settings = SweeperSettings.from_environ(environ)
+    monitors = [app_monitor.monitor for app_monitor in aws.app_monitors.values()]
+    expected = [spec.name for spec in desired_alarms(ALARM_PREFIX, monitors, settings.alarm_thresholds())]
+    function = LocalFunction(SWEEPER_MODULE, environ, function_name="rumguard-sweeper", log_level="WARNING")
+    invocation = function.invoke(dict(SCHEDULED_EVENT))
+    failures = []
+    if invocation.error is not None:
+        failures.append(f"the sweeper raised {type(invocation.error).__name__}: {invocation.error}")
+    for record in invocation.output.logs:
+        if record.get("level") in ("WARNING", "ERROR", "CRITICAL"):
+            failures.append(f"the sweeper logged {record.get('level')}: {record}")
+    failures += [f"the sweeper printed an unexpected line: {line[:200]}" for line in invocation.output.text]
+    failures += [f"the sweeper warned: {w}" for w in invocation.warnings if not w.startswith(NO_METRICS_WARNING)]
+    value = invocation.value if isinstance(invocation.value, dict) else {}
+    return Sweep(value, invocation.output, failures, expected)
+
+
+def described_alarms(aws: EmbeddedAws) -> list[dict[str, Any]]:
+    """RUM Guard's metric alarms as ``DescribeAlarms`` returns them, by name."""
+    cloudwatch: CloudWatchClient = aws.session.client("cloudwatch")
+    found: list[dict[str, Any]] = []
+    for page in cloudwatch.get_paginator("describe_alarms").paginate(
+        AlarmNamePrefix=f"{ALARM_PREFIX}{SEPARATOR}", AlarmTypes=["MetricAlarm"]
+    ):
+        found += [dict(alarm) for alarm in page.get("MetricAlarms", [])]
+    return sorted(found, key=lambda alarm: str(alarm["AlarmName"]))
+
+
+def period_values(
+    output: EmfOutput, metric: str, dimensions: Mapping[str, str], statistic: str
+) -> dict[int, tuple[float, int]]:
+    """A metric's statistic per five-minute period, by the timestamps of the EMF blobs that carry it, as
+    CloudWatch aggregates them: period start (epoch ms) -> (value, sample count)."""
+    key = tuple(sorted(dimensions.items()))
+    samples: dict[int, list[float]] = {}
+    for blob in output.blobs:
+        start = int(blob.document["_aws"]["Timestamp"]) // PERIOD_MS * PERIOD_MS
+        for datum in blob.data:
+            if datum.namespace == NAMESPACE and datum.name == metric and datum.dimensions == key:
+                samples.setdefault(start, []).extend(datum.values)
+    aggregate: Callable[[list[float]], float] = math.fsum if statistic == "Sum" else max
+    return {start: (aggregate(values), len(values)) for start, values in sorted(samples.items())}
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmVerdict:
+    """One published alarm, and the state CloudWatch would give it on this run's metrics (if the demo can tell)."""
+
+    alarm: Mapping[str, Any]
+    parsed: ParsedName | None
+    #: What it watches and when it fires, as people read it.
+    metric: str
+    condition: str
+    #: ``ALARM`` or ``OK``; ``None`` when only CloudWatch can tell (metric math over periods, anomaly bands).
+    state: str | None
+    #: The value of the period that breached (``ALARM``) or the highest one (``OK``); ``None``: no data.
+    value: float | None = None
+    period_start_ms: int | None = None
+    samples: int = 0
+    note: str = ""
+
+    @property
+    def name(self) -> str:
+        """The alarm's name."""
+        return str(self.alarm["AlarmName"])
+
+
+def _is_single_metric(alarm: Mapping[str, Any]) -> bool:
+    """One metric, Sum or Maximum over five minutes, more than a threshold once: what the demo evaluates."""
+    return (
+        bool(alarm.get("MetricName"))
+        and alarm.get("Namespace") == NAMESPACE
+        and alarm.get("Statistic") in ("Sum", "Maximum")
+        and int(alarm.get("Period") or 0) == PERIOD_SECONDS
+        and int(alarm.get("EvaluationPeriods") or 0) == 1
+        and int(alarm.get("DatapointsToAlarm") or 1) == 1
+        and alarm.get("ComparisonOperator") == "GreaterThanThreshold"
+    )
+
+
+def describe_condition(alarm: Mapping[str, Any]) -> tuple[str, str]:
+    """What an alarm watches and when it fires, read from its ``DescribeAlarms`` entry."""
+    threshold = float(alarm.get("Threshold") or 0.0)
+    if alarm.get("MetricName"):
+        unit = " %" if alarm["MetricName"] == "PolicyCapacityUsed" else ""
+        per = " in 5 min" if alarm.get("Statistic") == "Sum" else ""
+        statistic = {"Sum": "sum", "Maximum": "max"}.get(str(alarm.get("Statistic")), str(alarm.get("Statistic")))
+        return f"{alarm['MetricName']}, {statistic}", f"> {threshold:g}{unit}{per}"
+    queries = list(alarm.get("Metrics") or [])
+    names = {q["Id"]: q["MetricStat"]["Metric"]["MetricName"] for q in queries if "MetricStat" in q}
+    evaluated = alarm.get("EvaluationPeriods")
+    periods = f"{alarm.get('DatapointsToAlarm') or evaluated} of {evaluated} periods"
+    for query in queries:
+        expression = str(query.get("Expression", ""))
+        if expression.startswith("ANOMALY_DETECTION_BAND"):
+            band = expression.rsplit(",", 1)[-1].strip(" )")
+            return f"{', '.join(names.values())}, anomaly band", f"above {band} std dev in {periods}"
+    for query in queries:
+        expression = str(query.get("Expression", ""))
+        if expression and query.get("ReturnData", True):
+            for query_id, metric in names.items():
+                expression = re.sub(rf"\b{re.escape(query_id)}\b", metric, expression)
+            return str(query.get("Label") or expression), f"> {threshold:g} in {periods}"
+    return "?", f"> {threshold:g}"
+
+
+def evaluate_alarm(alarm: Mapping[str, Any], output: EmfOutput) -> AlarmVerdict:
+    """The state CloudWatch would give a single-metric alarm on ``output`` (every period of it): ``ALARM`` if a
+    period breaches, else ``OK`` (missing data is not breaching). Other alarms are described, not evaluated."""
+    parsed = parse_alarm_name(ALARM_PREFIX, str(alarm["AlarmName"]))
+    metric, condition = describe_condition(alarm)
+    if not _is_single_metric(alarm):
+        anomaly = any("ANOMALY_DETECTION_BAND" in str(q.get("Expression", "")) for q in alarm.get("Metrics") or [])
+        note = "CloudWatch only (model)" if anomaly else "CloudWatch only (math)"
+        return AlarmVerdict(alarm, parsed, metric, condition, None, note=note)
+    dimensions = {str(d["Name"]): str(d["Value"]) for d in alarm.get("Dimensions") or []}
+    values = period_values(output, str(alarm["MetricName"]), dimensions, str(alarm["Statistic"]))
+    threshold = float(alarm["Threshold"])
+    for start, (value, samples) in values.items():
+        if value > threshold:
+            return AlarmVerdict(alarm, parsed, metric, condition, "ALARM", value, start, samples)
+    if not values:
+        return AlarmVerdict(alarm, parsed, metric, condition, "OK", note="no data")
+    start, (value, samples) = max(values.items(), key=lambda item: item[1][0])
+    return AlarmVerdict(alarm, parsed, metric, condition, "OK", value, start, samples)
+
+
+def _cloudwatch_time(value: datetime) -> str:
+    """``2026-01-02T17:04:40.989+0000``: how CloudWatch writes times in alarm events."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+
+
+def _event_metrics(alarm: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``configuration.metrics`` of an alarm state change event, from the alarm's definition."""
+
+    def stat(metric: Mapping[str, Any], period: Any, statistic: Any) -> dict[str, Any]:
+        return {
+            "metric": {
+                "dimensions": {d["Name"]: d["Value"] for d in metric.get("Dimensions") or []},
+                "name": metric["MetricName"],
+                "namespace": metric["Namespace"],
+            },
+            "period": period,
+            "stat": statistic,
+        }
+
+    if alarm.get("MetricName"):
+        digest = hashlib.blake2b(str(alarm["AlarmName"]).encode(), digest_size=16).hexdigest()
+        return [{"id": digest, "metricStat": stat(alarm, alarm["Period"], alarm["Statistic"]), "returnData": True}]
+    metrics = []
+    for query in alarm.get("Metrics") or []:
+        item: dict[str, Any] = {"id": query["Id"], "returnData": query.get("ReturnData", True)}
+        if "Expression" in query:
+            item["expression"] = query["Expression"]
+            if "Label" in query:
+                item["label"] = query["Label"]
+        else:
+            metric_stat = query["MetricStat"]
+            item["metricStat"] = stat(metric_stat["Metric"], metric_stat["Period"], metric_stat["Stat"])
+        metrics.append(item)
+    return metrics
+
+
+def _event_state(entry: Mapping[str, Any]) -> dict[str, Any]:
+    updated = entry.get("StateUpdatedTimestamp")
+    return {
+        "reason": str(entry.get("StateReason") or ""),
+        "reasonData": str(entry.get("StateReasonData") or "{}"),
+        "timestamp": _cloudwatch_time(updated) if isinstance(updated, datetime) else "",
+        "value": str(entry.get("StateValue") or ""),
+    }
+
+
+def alarm_state_change(
+    alarm: Mapping[str, Any], previous: Mapping[str, Any], *, account: str, region: str
+) -> dict[str, Any]:
+    """The "CloudWatch Alarm State Change" event CloudWatch sends to EventBridge when ``previous`` (a
+    ``DescribeAlarms`` entry) became ``alarm`` (the entry now)."""
+    updated = alarm.get("StateUpdatedTimestamp")
+    at = updated if isinstance(updated, datetime) else datetime.now(UTC)
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": ALARM_STATE_CHANGE,
+        "source": CLOUDWATCH_SOURCE,
+        "account": account,
+        "time": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [alarm["AlarmArn"]],
+        "detail": {
+            "alarmName": alarm["AlarmName"],
+            "state": _event_state(alarm),
+            "previousState": _event_state(previous),
+            "configuration": {"description": alarm.get("AlarmDescription", ""), "metrics": _event_metrics(alarm)},
+        },
+    }
+
+
+def raise_alarm(aws: EmbeddedAws, verdict: AlarmVerdict) -> dict[str, Any]:
+    """Put a breaching alarm in ALARM with the reason CloudWatch would give (``SetAlarmState``: moto never
+    evaluates alarms), and return the state change event CloudWatch would send for it."""
+    assert verdict.state == "ALARM" and verdict.value is not None and verdict.period_start_ms is not None
+    cloudwatch: CloudWatchClient = aws.session.client("cloudwatch")
+    name = verdict.name
+
+    def described() -> dict[str, Any]:
+        return dict(cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"][0])
+
+    before = described()
+    start = datetime.fromtimestamp(verdict.period_start_ms / 1000, tz=UTC)
+    threshold, value = float(verdict.alarm["Threshold"]), float(verdict.value)
+    reason = (
+        f"Threshold Crossed: 1 out of the last 1 datapoints [{value!r} ({start:%d/%m/%y %H:%M:%S})] was greater "
+        f"than the threshold ({threshold!r}) (minimum 1 datapoint for {before.get('StateValue')} -> ALARM transition)."
+    )
+    data = {
+        "version": "1.0",
+        "queryDate": _cloudwatch_time(datetime.now(UTC)),
+        "startDate": _cloudwatch_time(start),
+        "statistic": verdict.alarm.get("Statistic"),
+        "period": PERIOD_SECONDS,
+        "recentDatapoints": [value],
+        "threshold": threshold,
+        "evaluatedDatapoints": [
+            {"timestamp": _cloudwatch_time(start), "sampleCount": float(verdict.samples), "value": value}
+        ],
+    }
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason=reason, StateReasonData=json.dumps(data))
+    return alarm_state_change(described(), before, account=aws.account_id, region=aws.region)
+
+
+def check_alarms(result: Sweep, verdicts: Sequence[AlarmVerdict]) -> list[str]:
+    """The sweeper published exactly the expected alarms, left the deny policy as it found it, and the abuse
+    wave's alarm would have gone to ALARM."""
+    problems = list(result.failures)
+    published = sorted(verdict.name for verdict in verdicts)
+    if published != sorted(result.expected):
+        problems.append(f"the published alarms {published} are not the expected {sorted(result.expected)}")
+    created = sorted(result.value.get("alarms", {}).get("created", []))
+    if created != sorted(result.expected):
+        problems.append(f"the sweeper created {created}, not the expected {sorted(result.expected)}")
+    if result.value.get("converged") is not True or result.value.get("expired") or result.value.get("unenforced"):
+        problems.append(f"the sweeper found the deny policy out of line with the table: {result.value}")
+    blocks = alarm_name(ALARM_PREFIX, AlarmKind.BLOCKS, GUEST_MONITOR)
+    wave = next((verdict for verdict in verdicts if verdict.name == blocks), None)
+    if wave is None or wave.state != "ALARM":
+        problems.append(f"the abuse-wave alarm {blocks} would not have gone to ALARM: {wave}")
+    return problems
+
+
+# --- notifications -------------------------------------------------------------------------------------------
+class EventBridgeClock:
+    """Time for the notify function as EventBridge runs it: each event invokes it at the event's own time, and
+    invocations overlap.
+
+    The demo hands the events over after the fact, so time is simulated: each invocation starts at its event's
+    ``time``. The opener of a digest window waits for the window's end; the events that arrive meanwhile are
+    handled during that wait, and the clock then moves on instead of sleeping. So the messages are the ones the
+    production windows make, and the demo does not wait a minute for them.
+    """
+
+    def __init__(self) -> None:
+        self.time = 0.0
+        self.pending: list[tuple[float, Callable[[], None]]] = []
+
+    def now(self) -> float:
+        """The simulated time."""
+        return self.time
+
+    def _next(self) -> None:
+        at, call = self.pending.pop(0)
+        self.time = max(self.time, at)
+        call()
+
+    def sleep(self, seconds: float) -> None:
+        """Handle the events that arrive before the wait is over, then move the clock to its end."""
+        wake = self.time + max(0.0, seconds)
+        while self.pending and self.pending[0][0] <= wake:
+            self._next()
+        self.time = max(self.time, wake)
+
+    def run(self, calls: Iterable[tuple[float, Callable[[], None]]]) -> None:
+        """Invoke each call at its time (epoch seconds), in time order."""
+        self.pending = sorted(calls, key=lambda timed: timed[0])
+        while self.pending:
+            self._next()
+
+
+@dataclass(slots=True)
+class Notified:
+    """What the notify function sent: the messages the inbox received, and what went wrong on the way."""
+
+    messages: list[dict[str, Any]]
+    failures: list[str]
+    #: One-minute windows the block events fall in (one digest each) and the window length.
+    windows: int
+    window_seconds: int
+    #: Events handed to the notify function: from the bus, and alarm state changes.
+    bus_events: int
+    alarm_events: int
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        """The messages of one kind (``digest``, ``alarm``, ``lockdown``)."""
+        return [m for m in self.messages if m["attributes"].get("rumguard.kind") == kind]
+
+
+def notify(aws: EmbeddedAws, bus: Sequence[Mapping[str, Any]], alarm_events: Sequence[Mapping[str, Any]]) -> Notified:
+    """Hand the bus events, then the alarm state changes, to the notify function (``NotifyApp`` wired as
+    ``handlers.notify`` is, with production settings, on an ``EventBridgeClock``), and read what a person
+    subscribed to the topic would receive."""
+    inbox = aws.create_inbox()
+    environ = {
+        "RUMGUARD_TABLE": aws.table_name,
+        "NOTIFY_TOPIC_ARN": inbox.topic_arn,
+        "ALARM_PREFIX": ALARM_PREFIX,
+        "DASHBOARD_NAME": ALARM_PREFIX,
+    }
+    settings = NotifySettings.from_environ(environ)
+    log = CapturedOutput()
+    logger = Logger(service="rumguard-notify-demo", level="WARNING")
+    if isinstance(logger.logger_handler, logging.StreamHandler):
+        logger.logger_handler.setStream(log)  # bound once per process: point it at this run's capture
+    clock = EventBridgeClock()
+    app = NotifyApp(
+        settings,
+        SnsTopic(aws.session.client("sns"), settings.topic_arn),
+        DynamoDigestStore(aws.dynamodb, aws.table_name),
+        logger,
+        region=aws.region,
+        clock=clock.now,
+        sleep=clock.sleep,
+    )
+    failures: list[str] = []
+
+    def handle(event: Mapping[str, Any]) -> tuple[float, Callable[[], None]]:
+        def call() -> None:
+            try:
+                app.handle(event, None)
+            except Exception as error:  # noqa: BLE001 - Lambda would report it as the invocation's error
+                failures.append(
+                    f"the notify function raised {type(error).__name__} on {event.get('detail-type')}: {error}"
+                )
+
+        at = parse_time(event.get("time"))
+        return (at.timestamp() if at else time.time()), call
+
+    clock.run(handle(event) for event in bus)
+    # The alarms come after the digests: CloudWatch evaluates a period once its data points are in.
+    clock.run(handle(event) for event in alarm_events)
+    output = log.take()
+    failures += [
+        f"the notify function logged {r.get('level')}: {r}"
+        for r in output.logs
+        if r.get("level") in ("WARNING", "ERROR", "CRITICAL")
+    ]
+    failures += [f"the notify function printed: {line[:200]}" for line in output.text]
+    windows = set()
+    for event in bus:
+        at = parse_time(event.get("time"))
+        if event.get("detail-type") == IDENTITY_BLOCKED and at is not None:
+            windows.add(int(at.timestamp()) // settings.digest_seconds)
+    return Notified(aws.received(inbox), failures, len(windows), settings.digest_seconds, len(bus), len(alarm_events))
+
+
+def check_notifications(cast: Cast, verdicts: Sequence[AlarmVerdict], notified: Notified) -> list[str]:
+    """One digest per minute listing every blocked bot once; one message per alarm that went to ALARM; no
+    message that names an honest identity; every subject within SNS's limit."""
+    problems = list(notified.failures)
+    digests = notified.of_kind("digest")
+    if len(digests) != notified.windows:
+        problems.append(
+            f"{len(digests)} digest messages for block events in {notified.windows} windows of "
+            f"{notified.window_seconds} s: one per window expected"
+        )
+    for identity in cast.must_block():
+        listed = sum(message["message"].count(identity) for message in digests)
+        if listed != 1:
+            problems.append(f"the blocked bot {identity} is listed {listed} times in the digests, not once")
+    alarms = notified.of_kind("alarm")
+    raised = [verdict.name for verdict in verdicts if verdict.state == "ALARM"]
+    for name in raised:
+        about = [m for m in alarms if f"for alarm {name}" in m["message"]]
+        if len(about) != 1:
+            problems.append(f"{len(about)} notifications about the alarm {name}, not one")
+    if len(alarms) != len(raised):
+        problems.append(f"{len(alarms)} alarm notifications for {len(raised)} alarms in ALARM")
+    others = [
+        m["subject"] for m in notified.messages if m["attributes"].get("rumguard.kind") not in ("digest", "alarm")
+    ]
+    if others:
+        problems.append(f"unexpected notifications: {others}")
+    honest = {*cast.guests, *cast.signed_in, *cast.shop_honest()}
+    for message in notified.messages:
+        named = sorted(i for i in honest if i in message["subject"] or i in message["message"])
+        if named:
+            problems.append(f"the notification {message['subject']!r} names honest identities: {named}")
+        if not 0 < len(message["subject"]) < 100:
+            problems.append(
+                f"a subject SNS would refuse ({len(message['subject'])} characters): {message['subject']!r}"
+            )
     return problems
 
 
@@ -522,16 +1283,25 @@ def _kinds_table(aws: EmbeddedAws, tally: Tally, junk: int) -> Table:
     return table
 
 
-def _bots_table(cast: Cast, state: Enforcement, observed: Observed, detection: Detection) -> Table:
+def _bots_table(
+    cast: Cast, state: Enforcement, observed: Observed, detection: Detection, *, verbose: bool = True
+) -> Table:
+    caption = (
+        "identity: the id's first digits (after the region); counted: what the rule summed over its window "
+        "when the decision was made; caught: the batch that crossed the threshold, and how long its whole "
+        "invocation took; enforced: listed in the deny policy, deleted from the pool, Identity Blocked event "
+        "on the bus"
+        if verbose
+        else "counted: what the rule summed over its window when it decided; caught: the replayed batch that "
+        "crossed the line (its whole invocation's time), or when the browser's bot started getting 403; enforced: in "
+        "the deny policy, deleted from the pool, event on the bus"
+    )
     table = Table(
         title="The bots, and what RUM Guard did about them",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
-        caption="identity: the id's first digits (after the region); counted: what the rule summed over its window "
-        "when the decision was made; caught: the batch that crossed the threshold, and how long its whole "
-        "invocation took; enforced: listed in the deny policy, deleted from the pool, Identity Blocked event "
-        "on the bus",
+        caption=caption,
         caption_justify="left",
     )
     for column in ("bot", "identity", "events", "outcome", "counted / limit", "caught", "enforced"):
@@ -579,6 +1349,29 @@ def _bots_table(cast: Cast, state: Enforcement, observed: Observed, detection: D
             f"batch {seen.batch}, {seen.milliseconds:,.0f} ms" if seen else "-",
             marks(facts, wanted),
         )
+    shop_bot = cast.shop_bot()
+    if cast.shop is not None and shop_bot is not None:
+        block = state.blocks.get(shop_bot)
+        if block is None:
+            outcome, counted = "[bold red]ESCAPED[/]", "-"
+        else:
+            colour = "green" if block.rule == BROWSER_BOT_RULE.value else "bold red"
+            outcome = f"[{colour}]blocked[/]: {block.rule}"
+            threshold = detection.thresholds.get(Rule(block.rule)) if block.rule in _RULES else None
+            counted = f"{block.counts.get(block.rule, 0):,} / {threshold.limit:,}" if threshold else "?"
+        first = cast.shop.first_refusal()
+        after = cast.shop.run.bot_blocked_after
+        caught = f"403 from {after:.1f} s on" if first is not None and after is not None else "-"
+        facts = (shop_bot in denied, not state.in_pool.get(shop_bot, True), shop_bot in events)
+        table.add_row(
+            "Chromium bot page",
+            shop_bot.partition(":")[2][:8],
+            f"{sum(r.events for r in cast.shop.bot_receipts()):,}",
+            outcome,
+            counted,
+            caught,
+            marks(facts, (True, True, True)),
+        )
     return table
 
 
@@ -612,6 +1405,8 @@ def _honest_table(cast: Cast, state: Enforcement) -> Table:
         ("signed-in users", cast.signed_in),
         ("  of whom impersonated by the forger", [i for i in cast.signed_in if i in victims]),
     ]
+    if cast.shop is not None:
+        rows.append(("shoppers in Chromium (guest and signed-in ids)", list(cast.shop_honest())))
     for label, identities in rows:
         blocked = sum(1 for i in identities if i in state.blocks)
         listed = sum(1 for i in identities if i in denied)
@@ -674,6 +1469,152 @@ def _bus_table(aws: EmbeddedAws, cast: Cast, state: Enforcement) -> Table:
     return table
 
 
+# --- the story -----------------------------------------------------------------------------------------------
+def _traffic_table(aws: EmbeddedAws, output: EmfOutput, browser: EmfOutput | None) -> Table:
+    """Per app monitor, what RUM Guard counted (the browser's share, when it ran)."""
+    table = Table(
+        title=f"Traffic per app monitor, as RUM Guard counted it (metrics in namespace {NAMESPACE})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1, 0, 0),  # ten columns: the box's own divider is space enough
+    )
+    table.add_column("app monitor", no_wrap=True)
+    table.add_column("audience", no_wrap=True)
+    columns = [("events", "Events")]
+    if browser is not None:
+        columns.append(("of which\nChromium", ""))
+    columns += [
+        ("page\nviews", "PageViews"),
+        ("sessions", "SessionStarts"),
+        ("JS\nerrors", "JsErrors"),
+        ("HTTP\nerrors", "HttpErrors"),
+        ("rejected", "RejectedEvents"),
+        ("blocked", "IdentitiesBlocked"),
+    ]
+    for label, _ in columns:
+        table.add_column(label, justify="right", no_wrap=True)
+    for app_monitor in aws.app_monitors.values():
+        dims = {"AppMonitor": app_monitor.name, "Audience": app_monitor.monitor.audience.value}
+        cells = []
+        for _, metric in columns:
+            source, name = (browser, "Events") if not metric and browser is not None else (output, metric)
+            cells.append(f"{source.total(name, **dims):,.0f}")
+        table.add_row(app_monitor.name, app_monitor.monitor.audience.value, *cells)
+    return table
+
+
+def _honest_lines(cast: Cast, state: Enforcement) -> list[str]:
+    """What the honest users saw, in two sentences: nothing."""
+    denied = state.denied
+    people = {*cast.guests, *cast.signed_in, *cast.shop_honest()}
+    blocked = sum(1 for i in people if i in state.blocks)
+    listed = sum(1 for i in people if i in denied)
+    gone = sum(1 for i in people if not state.in_pool.get(i, False))
+    victims = sum(1 for bot in cast.forgers() if bot.impersonates in cast.signed_in)
+    who = f"{len(cast.guests):,} simulated guests and {len(cast.signed_in):,} signed-in users"
+    if victims:
+        who += f" ({victims} of them impersonated by the forger)"
+    if cast.shop is not None:
+        who += f", and {len(cast.shop.run.journeys)} shoppers in Chromium"
+    if blocked or listed or gone:
+        verdict = f"[bold red]{blocked} blocked, {listed} in the deny policy, {gone} deleted from the pool[/]"
+    else:
+        verdict = "[green]none blocked, none in the deny policy, all still in the identity pool[/]"
+    heading = (
+        "[bold]3. What the honest users saw: nothing[/]"
+        if not (blocked or listed or gone)
+        else ("[bold red]3. What the honest users saw: trouble[/]")
+    )
+    lines = [heading, f"{who}: {verdict}."]
+    shop = cast.shop
+    if shop is not None:
+        honest = shop.honest_receipts()
+        refused = sum(1 for r in honest if not r.accepted)
+        first = shop.first_refusal()
+        later = sum(1 for r in honest if first is not None and r.at > first.at)
+        colour = "green" if not refused else "bold red"
+        bot = shop.bot_receipts()
+        line = (
+            f"In Chromium, the honest shoppers' batches: [{colour}]{len(honest) - refused} of {len(honest)} "
+            f"accepted[/] (HTTP 200), {later} of them after the bot was blocked."
+        )
+        if first is not None:
+            line += (
+                f" The bot's first {sum(1 for r in bot if r.accepted and r.at < first.at)} batches were accepted, its "
+                f"next {sum(1 for r in bot if not r.accepted)} refused by the local RUM data plane (403 "
+                f"{first.error}: the deny statement RUM Guard wrote)."
+            )
+        lines.append(line)
+    return lines
+
+
+def _enforcement_line(aws: EmbeddedAws, state: Enforcement) -> str:
+    names = ", ".join(sorted(state.policies)) or "(none)"
+    size = sum(policy_size(document) for document in state.policies.values())
+    deleted = sum(1 for identity in state.blocks if not state.in_pool.get(identity, True))
+    return (
+        f"Enforced: {len(state.denied)} identities denied in the guest role's inline policy {names} ({size:,} "
+        f"characters; {state.capacity_used:.1f} % of IAM's budget for the role), {deleted} deleted from the identity "
+        f"pool, {len(state.blocked_events())} {IDENTITY_BLOCKED} events on the {aws.event_bus_name} bus."
+    )
+
+
+def _alarms_table(aws: EmbeddedAws, verdicts: Sequence[AlarmVerdict], expected: Sequence[str]) -> Table:
+    table = Table(
+        title=f"Alarms RUM Guard published (the sweeper's: {ALARM_PREFIX}{SEPARATOR}<app monitor>{SEPARATOR}<alarm>, "
+        "no actions: EventBridge brings their state changes to the notify function)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        caption="here: the state CloudWatch would give the alarm on this run's metrics (moto never evaluates alarms: "
+        "the demo does, for the single-metric ones, by five-minute period). BLOCKS_ALARM_LIMIT is "
+        f"{DEMO_BLOCKS_ALARM_LIMIT} here, not 10: the replay squeezes 90 minutes of blocks into seconds.",
+        caption_justify="left",
+    )
+    for column in ("alarm", "metric", "alarm when", "here"):
+        table.add_column(column, no_wrap=True)
+    order = {name: index for index, name in enumerate(expected)}
+    audiences = {name: m.monitor.audience.value for name, m in aws.app_monitors.items()}
+    group: str | None = "-"
+    for verdict in sorted(verdicts, key=lambda v: order.get(v.name, len(order))):
+        monitor = verdict.parsed.monitor if verdict.parsed else None
+        heading = f"{audiences[monitor]} monitor" if monitor in audiences else "pool-wide"
+        if heading != group:
+            table.add_row(f"[bold]{heading}[/]", f"[bold]{monitor or ''}[/]", "", "")
+            group = heading
+        kind = verdict.parsed.label if verdict.parsed else verdict.name
+        if verdict.state == "ALARM":
+            here = f"[bold red]ALARM[/]: {verdict.value:g}"
+        elif verdict.state == "OK":
+            here = f"[green]OK[/]: {'no data' if verdict.value is None else f'at most {verdict.value:.3g}'}"
+        else:
+            here = f"[dim]{verdict.note}[/]"
+        table.add_row(f"  {kind}", verdict.metric, verdict.condition, here)
+    return table
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def _print_notification(console: Console, message: Mapping[str, Any], verbose: bool) -> None:
+    """A message as a mail client lists it: the subject, then the body (abridged: no blank lines, links or
+    background, each line cut at the console's width; ``verbose``: all of it)."""
+    console.print(f"  [bold]✉ {escape(message['subject'])}[/]", soft_wrap=True)
+    body = str(message["message"]).splitlines()
+    lines = body if verbose else [line for line in body if line.strip() and not line.startswith(ABRIDGED)]
+    shown = lines if verbose else lines[:NOTIFICATION_LINES]
+    for line in shown:
+        if verbose:
+            console.print(Text(f"    {line}".rstrip()), soft_wrap=True)
+        else:
+            console.print(Text(f"    {line}"), no_wrap=True, overflow="ellipsis")
+    left = len([line for line in body if line.strip()]) - len(shown)
+    if not verbose and left > 0:
+        console.print(f"    [dim]({_plural(left, 'more line', 'more lines')}: --verbose shows the messages in full)[/]")
+
+
 # --- the run -------------------------------------------------------------------------------------------------
 @dataclass(slots=True)
 class DemoReport:
@@ -684,59 +1625,41 @@ class DemoReport:
     observed: Observed
     problems: list[str]
     seconds: float
+    #: Why the browser part did not run (empty when it did).
+    browser_skipped: str = ""
+    alarms: list[AlarmVerdict] = field(default_factory=list)
+    notified: Notified | None = None
 
 
 def play(args: argparse.Namespace, console: Console) -> DemoReport:
-    """Run the demo, printing as it goes; the report says what was blocked and what went wrong."""
+    """Run the demo, printing as it goes; the report says what was blocked and what went wrong.
+
+    Raises ``BrowserUnavailableError`` with ``--browser on`` when the browser cannot run here.
+    """
     started = time.perf_counter()
     max_bytes = int(args.batch_kb) * 1024
+    verbose = bool(getattr(args, "verbose", False))
+    executable, skipped = browser_executable(str(getattr(args, "browser", "off")))
 
     with EmbeddedAws(guest_monitors=(GUEST_MONITOR,), signed_in_monitors=(SIGNED_IN_MONITOR,)) as aws:
+        monitors = " and ".join(f"[cyan]{m.name}[/] ({m.monitor.audience.value})" for m in aws.app_monitors.values())
         console.print(
-            f"[bold]RUM Guard demo[/] on the embedded AWS (moto, region {aws.region}, account {aws.account_id}), "
-            f"mode [cyan]{aws.mode}[/]",
+            f"[bold]RUM Guard demo[/] on the embedded AWS (moto, {aws.region}), mode [cyan]{aws.mode}[/]: app monitors "
+            f"{monitors}, an identity pool that allows guests, the guest role [cyan]{aws.guest_role_name}[/], the bus "
+            f"[cyan]{aws.event_bus_name}[/] and the table (from template.yaml)",
             soft_wrap=True,
         )
-        console.print(f"  table [cyan]{aws.table_name}[/] created from template.yaml's RumGuardTable")
-        for app_monitor in aws.app_monitors.values():
+        if verbose:
             console.print(
-                f"  app monitor [cyan]{app_monitor.name}[/] ({app_monitor.monitor.audience.value}), "
-                f"log group {app_monitor.log_group}",
+                f"  account {aws.account_id}, identity pool {aws.identity_pool_id}, table {aws.table_name}",
                 soft_wrap=True,
             )
-        console.print(
-            f"  identity pool [cyan]{aws.identity_pool_id}[/] (guests allowed), guest role "
-            f"[cyan]{aws.guest_role_name}[/], bus [cyan]{aws.event_bus_name}[/] with an SQS queue target",
-            soft_wrap=True,
-        )
+            for app_monitor in aws.app_monitors.values():
+                console.print(f"  log group of {app_monitor.name}: {app_monitor.log_group}", soft_wrap=True)
 
         environ = {**aws.ingest_environment(), "POWERTOOLS_LOG_LEVEL": "WARNING"}
         detection = IngestSettings.from_environ(environ).detection()  # the thresholds the handler runs with
         guest, signed_in = aws.monitor(GUEST_MONITOR).monitor, aws.monitor(SIGNED_IN_MONITOR).monitor
-        start_ms = int(time.time() * 1000) - HISTORY_MS
-        sim = BotTraffic(guest, signed_in, seed=args.seed, start_ms=start_ms)
-        with console.status("Creating identities in the pool and simulating traffic..."):
-            cast, records = simulate(aws, sim, args.journeys, args.guests, start_ms, detection)
-        console.print(
-            f"Simulated {args.journeys} signed-in journeys and {args.guests} browsing guests "
-            f"({len(cast.guests)} guest and {len(cast.signed_in)} signed-in identities created in the pool), "
-            f"and {len(cast.bots)} bots:",
-            soft_wrap=True,
-        )
-        for bot in cast.bots:
-            target = (
-                f"claims signed-in user {_short(bot.identity)}" if bot.rule is None else f"guest {_short(bot.identity)}"
-            )
-            span = (bot.last_ms - bot.first_ms) / 1000
-            console.print(
-                f"  [yellow]{bot.kind.value}[/]: {bot.events:,} events in {span:,.0f} s, {target}",
-                soft_wrap=True,
-            )
-        with console.status("Writing the RUM events to the log groups with PutLogEvents..."):
-            written = aws.put_records(records)
-        streams = sum(len(aws.log_streams(m.log_group)) for m in aws.app_monitors.values())
-        console.print(f"{written:,} RUM events written with PutLogEvents into {streams} hourly log streams")
-
         function = LocalFunction(HANDLER_MODULE, environ, function_name="rumguard-ingest", log_level="WARNING")
         observed = Observed()
         # CloudWatch Logs checks a new subscription with a control message, which the handler must skip.
@@ -745,7 +1668,60 @@ def play(args: argparse.Namespace, console: Console) -> DemoReport:
             if control is not None and control.value != {"skipped": "CONTROL_MESSAGE"}:
                 observed.failures.append(f"the control message was not skipped: {control.value!r}")
 
-        deliveries = list(aws.all_deliveries(max_bytes=max_bytes))
+        console.print()
+        console.print("[bold]1. Traffic[/]")
+        shop: BrowserPart | None = None
+        if executable is None:
+            why = f"({skipped})" if skipped.startswith("--") else f"because {skipped} (--browser on insists)"
+            console.print(f"Simulated traffic only, no browser {why}.", soft_wrap=True)
+        else:
+            with console.status("The real aws-rum-web shop in headless Chromium: a bot page floods page views..."):
+                try:
+                    shop = run_browser(aws, function, executable)
+                except BrowserError as error:
+                    observed.failures.append(f"the browser part failed: {error} (--browser off skips it)")
+            if shop is not None:
+                run, signed = shop.run, shop.shoppers(Audience.SIGNED_IN.value)
+                console.print(
+                    f"Live, in Chromium {run.chromium}: the real aws-rum-web client in the test shop, with guest "
+                    "credentials from the embedded Cognito pool, sending to the local RUM data plane (which "
+                    f"evaluates the guest role's policies): "
+                    f"{_plural(signed, 'signed-in shopper', 'signed-in shoppers')}, "
+                    f"{_plural(len(run.journeys) - signed, 'guest', 'guests')} and a bot page; "
+                    f"{len(shop.receipts)} batches answered, {shop.deliveries} delivered to handlers.ingest as they "
+                    f"arrived ({shop.seconds:.1f} s).",
+                    soft_wrap=True,
+                )
+
+        start_ms = int(time.time() * 1000) - HISTORY_MS
+        sim = BotTraffic(guest, signed_in, seed=args.seed, start_ms=start_ms)
+        with console.status("Creating identities in the pool and simulating traffic..."):
+            cast, records = simulate(aws, sim, args.journeys, args.guests, start_ms, detection)
+        cast.shop = shop
+        with console.status("Writing the RUM events to the log groups with PutLogEvents..."):
+            written = aws.put_records(records)
+        streams = sum(len(aws.log_streams(m.log_group)) for m in aws.app_monitors.values())
+        bots = ", ".join(bot.kind.value for bot in cast.bots)
+        console.print(
+            f"Replayed, simulated: {HISTORY_MS // 60_000} minutes of shop history, {args.journeys} signed-in journeys, "
+            f"{args.guests} browsing guests ({len(cast.guests)} guest and {len(cast.signed_in)} signed-in identities "
+            f"created in the pool) and {len(cast.bots)} bots ({bots}): {written:,} RUM events written with "
+            f"PutLogEvents into {streams} hourly log streams.",
+            soft_wrap=True,
+        )
+        if verbose:
+            for bot in cast.bots:
+                target = (
+                    f"claims signed-in user {_short(bot.identity)}"
+                    if bot.rule is None
+                    else f"guest {_short(bot.identity)}"
+                )
+                span = (bot.last_ms - bot.first_ms) / 1000
+                console.print(
+                    f"  [yellow]{bot.kind.value}[/]: {bot.events:,} events in {span:,.0f} s, {target}", soft_wrap=True
+                )
+
+        deliveries = replay_deliveries(aws, max_bytes=max_bytes, delivered=shop.delivered if shop else frozenset())
         first: tuple[dict[str, Any], Any] | None = None
         delivery_started = time.perf_counter()
         with Progress(
@@ -754,6 +1730,8 @@ def play(args: argparse.Namespace, console: Console) -> DemoReport:
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=console,
+            transient=not verbose,
+            disable=not console.is_terminal,
         ) as progress:
             task = progress.add_task("Delivering subscription batches to handlers.ingest", total=len(deliveries))
             for number, (app_monitor, event) in enumerate(deliveries, start=1):
@@ -767,14 +1745,16 @@ def play(args: argparse.Namespace, console: Console) -> DemoReport:
                     observed.failures += [f"batch {number}: warning: {w}" for w in unexpected]
                     if first is None:
                         first = (event, value)
-                    _note_decisions(progress.console, cast, observed, value, Sighting(number, took, value["logEvents"]))
+                    seen = Sighting(number, took, value["logEvents"])
+                    _note_decisions(progress.console if verbose else None, cast, observed, value, seen)
                 observed.deliveries += 1
                 progress.advance(task)
         elapsed = time.perf_counter() - delivery_started
         rate = observed.delivered_events / elapsed if elapsed else 0.0
         console.print(
-            f"Delivered {observed.deliveries} batches ({observed.delivered_events:,} log events) "
-            f"in {elapsed:.1f} s, {rate:,.0f} events/s through the handler (detection and enforcement included)"
+            f"Delivered {observed.deliveries} batches ({observed.delivered_events:,} log events) to handlers.ingest "
+            f"in {elapsed:.1f} s, {rate:,.0f} events/s (detection and enforcement included).",
+            soft_wrap=True,
         )
 
         # CloudWatch Logs retries a delivery it thinks failed: the same batch must not count twice.
@@ -792,68 +1772,145 @@ def play(args: argparse.Namespace, console: Console) -> DemoReport:
                 else:
                     console.print(
                         f"Redelivered batch 1 ({value['logEvents']} events of {value['appMonitor']}): "
-                        "no metrics emitted, same result returned: [green]not counted twice[/] (idempotency)",
+                        "no metrics emitted, same result returned: [green]not counted twice[/] (idempotency).",
                         soft_wrap=True,
                     )
 
         state = enforcement_state(aws, cast)
+        counted = EmfOutput()
+        if shop is not None:
+            counted.extend(shop.output)
+        counted.extend(observed.output)
+        console.print(_traffic_table(aws, counted, shop.output if shop is not None else None))
+
         console.print()
-        console.print(_bots_table(cast, state, observed, detection))
+        console.print("[bold]2. Bots caught, and why[/]")
+        console.print(_bots_table(cast, state, observed, detection, verbose=verbose))
         for note in _forger_notes(cast, state, observed):
             console.print(note, soft_wrap=True)
-        console.print(_honest_table(cast, state))
-        console.print(_policy_table(aws, state))
-        console.print(_bus_table(aws, cast, state))
-        console.print(_metrics_table(aws, observed.output))
-        console.print(_kinds_table(aws, sim.tally, cast.junk()))
+        console.print(_enforcement_line(aws, state), soft_wrap=True)
+
+        console.print()
+        for line in _honest_lines(cast, state):
+            console.print(line, soft_wrap=True)
+        if verbose:
+            console.print(_honest_table(cast, state))
+            console.print(_policy_table(aws, state))
+            console.print(_bus_table(aws, cast, state))
+            console.print(_metrics_table(aws, counted))
+            console.print(_kinds_table(aws, sim.tally, cast.junk()))
+
+        console.print()
+        console.print("[bold]4. Alarms[/]")
+        with console.status("The sweeper: expiring blocks, reconciling the deny policy and the alarms..."):
+            swept = sweep(aws)
+        metrics = EmfOutput()
+        metrics.extend(counted)
+        metrics.extend(swept.output)
+        verdicts = [evaluate_alarm(alarm, metrics) for alarm in described_alarms(aws)]
+        alarm_events = [raise_alarm(aws, verdict) for verdict in verdicts if verdict.state == "ALARM"]
+        console.print(_alarms_table(aws, verdicts, swept.expected))
+
+        console.print()
+        console.print("[bold]5. Notifications[/]")
+        notified = notify(aws, state.bus, alarm_events)
+        console.print(
+            f"The notify function got the {notified.bus_events} events on the bus and "
+            f"{_plural(notified.alarm_events, 'alarm state change', 'alarm state changes')} (built from DescribeAlarms "
+            "as CloudWatch sends them to EventBridge); it sums blocks up once per "
+            f"{notified.window_seconds} s and app monitor. What a person subscribed to the SNS topic received "
+            f"({_plural(len(notified.messages), 'message', 'messages')}):",
+            soft_wrap=True,
+        )
+        for message in notified.messages:
+            _print_notification(console, message, verbose)
+
         problems = (
             observed.failures
             + check_enforcement(cast, state, observed, datetime.now(UTC))
             + check_decision_metrics(aws, cast, state, observed)
             + check_counts(aws.app_monitors.values(), sim.tally, observed.output, rejected={guest.name: cast.junk()})
+            + (check_browser(aws, shop) if shop is not None else [])
+            + check_alarms(swept, verdicts)
+            + check_notifications(cast, verdicts, notified)
         )
-    return DemoReport(cast, state, observed, problems, time.perf_counter() - started)
+    return DemoReport(
+        cast,
+        state,
+        observed,
+        problems,
+        time.perf_counter() - started,
+        browser_skipped=skipped,
+        alarms=verdicts,
+        notified=notified,
+    )
 
 
-def _note_decisions(console: Console, cast: Cast, observed: Observed, value: Mapping[str, Any], seen: Sighting) -> None:
-    """Record and print the blocks and refusals an invocation reported."""
+def _note_decisions(
+    console: Console | None, cast: Cast, observed: Observed, value: Mapping[str, Any], seen: Sighting
+) -> None:
+    """Record the blocks and refusals an invocation reported, and print them (with a console)."""
     for identity in value.get("blocked", []):
         observed.blocked.setdefault(identity, seen)
         bot = cast.bot_of(identity)
         who = bot.kind.value if bot else "[bold red]not a bot[/]"
-        console.print(
-            f"  batch {seen.batch} ({seen.events} events): [bold]blocked[/] {_short(identity)} ({who}) "
-            f"within the invocation, {seen.milliseconds:,.0f} ms",
-            soft_wrap=True,
-        )
+        if console is not None:
+            console.print(
+                f"  batch {seen.batch} ({seen.events} events): [bold]blocked[/] {_short(identity)} ({who}) "
+                f"within the invocation, {seen.milliseconds:,.0f} ms",
+                soft_wrap=True,
+            )
     for identity in value.get("forged", []):
         observed.forged[identity] += 1
         if identity not in observed.first_refusal:
             observed.first_refusal[identity] = seen
-            console.print(
-                f"  batch {seen.batch} ({seen.events} events): [bold]refused[/] {_short(identity)}: it crossed a "
-                "threshold, but it is not a guest identity (a forged claim), so it is never blocked",
-                soft_wrap=True,
-            )
+            if console is not None:
+                console.print(
+                    f"  batch {seen.batch} ({seen.events} events): [bold]refused[/] {_short(identity)}: it crossed a "
+                    "threshold, but it is not a guest identity (a forged claim), so it is never blocked",
+                    soft_wrap=True,
+                )
 
 
 def run(args: argparse.Namespace, console: Console | None = None) -> int:
-    """Run the demo; 0 when every bot was dealt with, nobody honest was touched and every metric adds up."""
+    """Run the demo; 0 when every bot was dealt with, nobody honest was touched, every metric adds up and the
+    alarms and notifications are what they should be; 2 when ``--browser on`` cannot run the browser."""
     if console is None:
         console = Console(file=sys.stdout, highlight=False)
         if not console.is_terminal:
             console = Console(file=sys.stdout, highlight=False, width=max(console.width, 120))
-    report = play(args, console)
+    try:
+        report = play(args, console)
+    except BrowserUnavailableError as error:
+        console.print(f"[bold red]rumguard demo --browser on[/]: the browser cannot run here: {error}", soft_wrap=True)
+        return 2
     if report.problems:
         console.print(f"[bold red]FAILED[/]: {len(report.problems)} problem(s) after {report.seconds:.1f} s")
         for problem in report.problems:
             console.print(f"  [red]-[/] {problem}", soft_wrap=True)
         return 1
-    rules = ", ".join(f"{bot.kind.value}: {bot.rule.value}" for bot in report.cast.bots if bot.rule is not None)
+    cast = report.cast
+    rules = ", ".join(f"{bot.kind.value}: {bot.rule.value}" for bot in cast.bots if bot.rule is not None)
+    browser = (
+        f"; in Chromium the bot page was blocked ({BROWSER_BOT_RULE.value}) and refused with 403 from then on, "
+        "while every honest shopper's batch was accepted"
+        if cast.shop is not None
+        else f"; no browser ({report.browser_skipped})"
+    )
+    raised = [
+        verdict.parsed.label if verdict.parsed else verdict.name
+        for verdict in report.alarms
+        if verdict.state == "ALARM"
+    ]
+    notified = report.notified
+    digests = len(notified.of_kind("digest")) if notified else 0
     console.print(
-        f"[bold green]OK[/]: {len(report.cast.blockable_bots())} bots blocked, each within the invocation that "
+        f"[bold green]OK[/]: {len(cast.blockable_bots())} bots blocked, each within the invocation that "
         f"crossed its threshold ({rules}); the forger refused and the user it impersonated untouched; "
-        "no honest guest or signed-in user blocked; every metric of both monitors equals what the simulation generated "
+        "no honest guest or signed-in user blocked; every metric of both monitors equals what the simulation generated"
+        f"{browser}; {len(report.alarms)} alarms published, {', '.join(raised) or 'none'} in ALARM; "
+        f"{_plural(digests, 'digest', 'digests')} listing every blocked bot and no honest identity, one message per "
+        "alarm "
         f"({report.seconds:.1f} s)",
         soft_wrap=True,
     )
