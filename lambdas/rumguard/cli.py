@@ -13,7 +13,10 @@ from collections.abc import Sequence
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("rumguard.local.demo", "run RUM Guard on the embedded AWS with simulated shop traffic"),
+    "demo": (
+        "rumguard.local.demo",
+        "RUM Guard on the embedded AWS: the real web client (if Chromium), bots, blocks, alarms, notifications",
+    ),
     "bench": ("rumguard.bench", "measure ingest throughput against the decode ceiling, and memory per batch"),
     "replay": ("rumguard.replay", "dry-run the rules over a RUM log export: who would have been blocked, and why"),
     "dashboard": ("rumguard.dashboard", "print the CloudWatch dashboard body that template.yaml embeds"),
