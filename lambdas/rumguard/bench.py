@@ -66,10 +66,6 @@ import orjson
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from rumguard.adapters.cognito import CognitoIdentityDirectory
-from rumguard.adapters.dynamodb import DynamoCounterStore, DynamoDecisionStore
-from rumguard.adapters.eventbridge import EventBridgeBus
-from rumguard.adapters.iam import IamGuestRole
 from rumguard.decisions import AuditRecord, Block
 from rumguard.detection import Detection, Rule
 from rumguard.guard import Guard
@@ -87,7 +83,7 @@ from rumguard.local.traffic import LogRecord, TrafficSimulator, identity_id, mix
 from rumguard.monitors import Audience, Monitor
 from rumguard.policy import POLICY_PREFIX, SUB_KEY
 from rumguard.ports import GuestRole
-from rumguard.runtime import IngestApp, SystemClock, cloudwatch_logs_event, dynamodb_idempotency_store
+from rumguard.runtime import IngestApp, SystemClock, aws_guard, cloudwatch_logs_event, dynamodb_idempotency_store
 from rumguard.settings import IngestSettings
 from rumguard.telemetry import NAMESPACE
 
@@ -790,19 +786,19 @@ class MotoWorld:
         settings = enforce_settings(aws.ingest_environment())
         calls = CallLog()
         session = boto3.session.Session(region_name=aws.region)
-        dynamodb = calls.attach(session.client("dynamodb"))
-        role = TimedGuestRole(IamGuestRole(calls.attach(session.client("iam")), settings.guest_role_name))
-        guard = Guard(  # rumguard.runtime.aws_guard, with the timed role and clients the log sees
+        timed: list[TimedGuestRole] = []
+
+        def wrap_role(role: GuestRole) -> GuestRole:
+            timed.append(TimedGuestRole(role))
+            return timed[0]
+
+        guard = aws_guard(
+            settings,
             settings.guard_config(settings.detection()),
-            store=DynamoDecisionStore(dynamodb, settings.table_name),
-            counters=DynamoCounterStore(dynamodb, settings.table_name),
-            identities=CognitoIdentityDirectory(
-                calls.attach(session.client("cognito-identity")), settings.identity_pool_id
-            ),
-            role=role,
-            bus=EventBridgeBus(calls.attach(session.client("events")), settings.event_bus_name),
-            clock=SystemClock(),
+            client=lambda name: calls.attach(cast(Any, session.client)(name)),
+            wrap_role=wrap_role,
         )
+        role = timed[0]
         store = dynamodb_idempotency_store(settings.table_name)
         calls.attach(store.client)
         metrics = Metrics(namespace=NAMESPACE)

@@ -1,6 +1,6 @@
 """The ports of the decision service: what it needs from the world, as protocols.
 
-Adapters in ``rumguard.adapters`` implement them on AWS (one class per resource); ``rumguard.local.memory``
+Adapters in ``rumguard.adapters`` implement them on AWS (one class per resource); ``rumguard.local.fakes``
 implements them in memory for replay and the benchmark. The domain depends only on these protocols.
 """
 

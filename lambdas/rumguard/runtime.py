@@ -12,7 +12,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import boto3
 import orjson
@@ -49,6 +49,7 @@ from rumguard.notifications import (
     parse_time,
     route,
 )
+from rumguard.ports import GuestRole
 from rumguard.settings import EnforcementSettings, IngestSettings, NotifySettings, SweeperSettings
 from rumguard.telemetry import (
     ALL_MONITORS,
@@ -179,16 +180,29 @@ class SystemClock:
         return datetime.now(UTC)
 
 
-def aws_guard(settings: EnforcementSettings, config: GuardConfig) -> Guard:
-    """The decision service on AWS: the table, the identity pool, the guest role and the bus."""
-    dynamodb = boto3.client("dynamodb")
+def aws_guard(
+    settings: EnforcementSettings,
+    config: GuardConfig,
+    *,
+    client: Callable[[str], Any] | None = None,
+    wrap_role: Callable[[GuestRole], GuestRole] | None = None,
+) -> Guard:
+    """The decision service on AWS: the table, the identity pool, the guest role and the bus.
+
+    ``client`` makes the boto3 clients (the benchmark passes one that logs calls) and ``wrap_role`` may
+    decorate the guest role port (the benchmark times its policy writes); the wiring itself stays here.
+    """
+    # boto3's client() is overloaded per service name; the names below are literal, the factory's are not.
+    client = client or cast(Callable[[str], Any], boto3.client)
+    dynamodb = client("dynamodb")
+    role: GuestRole = IamGuestRole(client("iam"), settings.guest_role_name)
     return Guard(
         config,
         store=DynamoDecisionStore(dynamodb, settings.table_name),
         counters=DynamoCounterStore(dynamodb, settings.table_name),
-        identities=CognitoIdentityDirectory(boto3.client("cognito-identity"), settings.identity_pool_id),
-        role=IamGuestRole(boto3.client("iam"), settings.guest_role_name),
-        bus=EventBridgeBus(boto3.client("events"), settings.event_bus_name),
+        identities=CognitoIdentityDirectory(client("cognito-identity"), settings.identity_pool_id),
+        role=wrap_role(role) if wrap_role is not None else role,
+        bus=EventBridgeBus(client("events"), settings.event_bus_name),
         clock=SystemClock(),
     )
 

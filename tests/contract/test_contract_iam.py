@@ -81,6 +81,16 @@ def on(*resources: Any, when: Callable[[Parameters], bool] = always, condition: 
 
 
 #: Every action each function's code calls (rumguard.runtime.aws_guard wires the adapters).
+#: Guard.sync_policy through IamGuestRole: read the role's inline policies (GetRole tells a missing role from a
+#: missing policy), write them only when enforcing. Every function that changes blocks needs exactly this.
+GUEST_ROLE_POLICIES: dict[str, Need] = {
+    "iam:GetRole": on(*GUEST_ROLE),
+    "iam:ListRolePolicies": on(*GUEST_ROLE),
+    "iam:GetRolePolicy": on(*GUEST_ROLE),
+    "iam:PutRolePolicy": on(*GUEST_ROLE, when=enforcing),
+    "iam:DeleteRolePolicy": on(*GUEST_ROLE, when=enforcing),
+}
+
 NEEDED: dict[str, dict[str, Need]] = {
     "IngestFunction": {
         # DynamoCounterStore.record: UpdateItem per identity, GetItem after a duplicate batch. DynamoDecisionStore:
@@ -94,11 +104,7 @@ NEEDED: dict[str, dict[str, Need]] = {
         "dynamodb:Query": on(TABLE),
         # IamGuestRole: inline_policies (ListRolePolicies, GetRolePolicy; GetRole to tell a missing role from a
         # missing policy), then put_policy and delete_policy when enforcing.
-        "iam:GetRole": on(*GUEST_ROLE),
-        "iam:ListRolePolicies": on(*GUEST_ROLE),
-        "iam:GetRolePolicy": on(*GUEST_ROLE),
-        "iam:PutRolePolicy": on(*GUEST_ROLE, when=enforcing),
-        "iam:DeleteRolePolicy": on(*GUEST_ROLE, when=enforcing),
+        **GUEST_ROLE_POLICIES,
         # CognitoIdentityDirectory: describe before every automatic block; delete when enforcing; set_guest_access
         # (DescribeIdentityPool, then UpdateIdentityPool) on a storm with lockdown. DescribeIdentity and
         # DeleteIdentities have no resource type: IAM requires "*", and the pool condition key holds the delete.
@@ -117,11 +123,7 @@ NEEDED: dict[str, dict[str, Need]] = {
         "dynamodb:PutItem": on(TABLE),
         "dynamodb:UpdateItem": on(TABLE),
         "dynamodb:Query": on(TABLE),
-        "iam:GetRole": on(*GUEST_ROLE),
-        "iam:ListRolePolicies": on(*GUEST_ROLE),
-        "iam:GetRolePolicy": on(*GUEST_ROLE),
-        "iam:PutRolePolicy": on(*GUEST_ROLE, when=enforcing),
-        "iam:DeleteRolePolicy": on(*GUEST_ROLE, when=enforcing),
+        **GUEST_ROLE_POLICIES,
         # Identity Unblocked. The sweeper never calls Cognito (Guard only reads the pool id's region).
         "events:PutEvents": on(BUS),
         # AlarmReconciler over CloudWatchAlarms: describe by prefix, tags of each, then only the differences;
@@ -142,11 +144,7 @@ NEEDED: dict[str, dict[str, Need]] = {
         "dynamodb:DeleteItem": on(TABLE),
         "dynamodb:Query": on(TABLE),
         # sync_policy after every manual change: read the role's inline policies, write them when enforcing.
-        "iam:GetRole": on(*GUEST_ROLE),
-        "iam:ListRolePolicies": on(*GUEST_ROLE),
-        "iam:GetRolePolicy": on(*GUEST_ROLE),
-        "iam:PutRolePolicy": on(*GUEST_ROLE, when=enforcing),
-        "iam:DeleteRolePolicy": on(*GUEST_ROLE, when=enforcing),
+        **GUEST_ROLE_POLICIES,
         # PUT /blocks describes the identity (guest, or a forced block of a signed-in one), then deletes it when
         # enforcing. PUT /lockdown switches the pool's guest access (Guard.set_lockdown, enforce mode only):
         # operators may do so whatever LockdownOnStorm says.
